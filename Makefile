@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench notebooks clean
+
+install: $(STAMP)
+
+# Reinstalls only when a requirements file changes; safe to run any number of times.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(PY) -m helpers demo
+
+bench: install
+	$(PY) -m bench
+
+notebooks: install
+	$(PY) -m helpers notebooks --out outputs/notebooks
+
+clean:
+	rm -rf outputs .pytest_cache

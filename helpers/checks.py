@@ -1,0 +1,37 @@
+"""Input validation shared by models, metrics and losses: one clear ValueError per problem."""
+
+from __future__ import annotations
+
+import torch
+
+# Values may overshoot [0, 1] by float rounding (e.g. after a resize); anything beyond this is a caller bug.
+RANGE_TOLERANCE = 1e-3
+
+
+def check_image_batch(images: torch.Tensor, name: str = "input", min_size: int = 1, check_range: bool = True) -> None:
+    """Raise ValueError unless ``images`` is a float (N, 3, H, W) tensor in [0, 1] with H, W >= min_size."""
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, received {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"{name}: expected shape (N, 3, H, W), received shape {tuple(images.shape)}")
+    if images.shape[1] != 3:
+        raise ValueError(f"{name}: expected 3 (RGB) channels, received {images.shape[1]} channels")
+    if not images.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor in [0, 1], received dtype {images.dtype}")
+    height, width = images.shape[-2:]
+    if min(height, width) < min_size:
+        raise ValueError(f"{name}: expected height and width >= {min_size}, received {height}x{width}")
+    if check_range and images.numel():
+        low, high = torch.aminmax(images.detach())
+        low, high = float(low), float(high)
+        if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+            raise ValueError(f"{name}: expected values in [0, 1], received values in [{low:.4g}, {high:.4g}]")
+
+
+def check_same_shape(prediction: torch.Tensor, target: torch.Tensor) -> None:
+    """Raise ValueError when prediction and target shapes differ."""
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"prediction and target must have the same shape: expected {tuple(target.shape)} (target), "
+            f"received {tuple(prediction.shape)} (prediction)"
+        )

@@ -1,0 +1,86 @@
+"""Image-quality metrics in torch (batched, any device): MSE, PSNR and SSIM.
+
+All take (N, C, H, W) tensors in [0, 1]. The conventions of published super-resolution tables are
+arguments: ``y_channel=True`` measures the BT.601 luma (Y of YCbCr, studio swing, as MATLAB's
+``rgb2ycbcr``) and ``crop_border`` drops that many pixels on every side. ``reduction="none"``
+returns one value per image, ``"mean"`` the batch mean. SSIM is Wang et al.'s: an 11x11 Gaussian
+window with sigma 1.5, averaged over the valid (uncropped-by-padding) region, like
+``skimage.metrics.structural_similarity(gaussian_weights=True, use_sample_covariance=False)``.
+"""
+
+from __future__ import annotations
+
+import kornia
+import torch
+
+from .checks import check_image_batch, check_same_shape
+
+__all__ = ["mse", "psnr", "ssim", "rgb_to_y"]
+
+# BT.601 studio-swing luma weights for RGB in [0, 1], scaled to [0, 1] output. kornia's
+# rgb_to_ycbcr uses the full-range JPEG convention, which SR tables do not, hence these lines.
+_Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
+_Y_OFFSET = 16.0 / 255.0
+
+
+def rgb_to_y(images: torch.Tensor) -> torch.Tensor:
+    """RGB (N, 3, H, W) in [0, 1] -> BT.601 luma (N, 1, H, W) in [16/255, 235/255]."""
+    weights = images.new_tensor(_Y_WEIGHTS).view(1, 3, 1, 1)
+    return (images * weights).sum(dim=1, keepdim=True) + _Y_OFFSET
+
+
+def _prepare(
+    prediction: torch.Tensor, target: torch.Tensor, y_channel: bool, crop_border: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate, then apply the Y-channel and border-crop conventions; compute in float32 or wider."""
+    check_image_batch(prediction, name="prediction")
+    check_image_batch(target, name="target")
+    check_same_shape(prediction, target)
+    if crop_border < 0 or 2 * crop_border >= min(target.shape[-2:]):
+        raise ValueError(f"crop_border: expected 0 <= crop_border < {min(target.shape[-2:]) // 2}, received {crop_border}")
+    dtype = torch.promote_types(target.dtype, torch.float32)
+    prediction, target = prediction.to(dtype), target.to(dtype)
+    if y_channel:
+        prediction, target = rgb_to_y(prediction), rgb_to_y(target)
+    if crop_border:
+        prediction = prediction[..., crop_border:-crop_border, crop_border:-crop_border]
+        target = target[..., crop_border:-crop_border, crop_border:-crop_border]
+    return prediction, target
+
+
+def _reduce(per_image: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_image.mean()
+    if reduction == "none":
+        return per_image
+    raise ValueError(f"reduction: expected 'mean' or 'none', received {reduction!r}")
+
+
+def mse(
+    prediction: torch.Tensor, target: torch.Tensor, y_channel: bool = False, crop_border: int = 0, reduction: str = "mean"
+) -> torch.Tensor:
+    """Mean squared error per image (on the [0, 1] scale)."""
+    prediction, target = _prepare(prediction, target, y_channel, crop_border)
+    return _reduce((prediction - target).pow(2).flatten(1).mean(dim=1), reduction)
+
+
+def psnr(
+    prediction: torch.Tensor, target: torch.Tensor, y_channel: bool = False, crop_border: int = 0, reduction: str = "mean"
+) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB (peak 1.0), computed per image then reduced.
+
+    Identical images give +inf, as in scikit-image.
+    """
+    per_image_mse = mse(prediction, target, y_channel, crop_border, reduction="none")
+    return _reduce(10.0 * torch.log10(1.0 / per_image_mse), reduction)
+
+
+def ssim(
+    prediction: torch.Tensor, target: torch.Tensor, y_channel: bool = False, crop_border: int = 0, reduction: str = "mean"
+) -> torch.Tensor:
+    """Structural similarity per image (mean over channels and valid window positions), then reduced."""
+    prediction, target = _prepare(prediction, target, y_channel, crop_border)
+    if min(target.shape[-2:]) < 11:
+        raise ValueError(f"ssim: expected images of at least 11x11 after cropping, received {tuple(target.shape[-2:])}")
+    ssim_map = kornia.metrics.ssim(prediction, target, window_size=11, max_val=1.0, padding="valid")
+    return _reduce(ssim_map.flatten(1).mean(dim=1), reduction)

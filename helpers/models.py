@@ -1,0 +1,269 @@
+"""The cascade's networks: DnCNN (denoise), UNet (deblur), EDSR (super-resolve), UnsharpMask (sharpen).
+
+Every module takes and returns RGB float tensors (N, 3, H, W) in [0, 1]. The seed's ImageNet
+normalisation lives in ``ImageNorm`` alone: networks normalise their input and undo it on their
+output, so callers never (de)normalise by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import kornia
+import numpy as np
+import torch
+from torch import nn
+
+from .checks import check_image_batch
+from .io import image_to_tensor, tensor_to_image
+
+__all__ = ["ImageNorm", "DnCNN", "UNet", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageNorm(nn.Module):
+    """ImageNet mean/std normalisation and its inverse: the one place the seed's normalisation lives."""
+
+    def __init__(self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB -> zero-mean, unit-variance (ImageNet statistics)."""
+        return (images - self.mean) / self.std
+
+    def denormalize(self, features: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``normalize``."""
+        return features * self.std + self.mean
+
+
+class _Network(nn.Module):
+    """Shared behaviour: input validation, the architecture record checkpoints need."""
+
+    name: str = ""
+    min_size: int = 1
+
+    def __init__(self, **arch_kwargs: Any) -> None:
+        super().__init__()
+        self.arch_kwargs = arch_kwargs
+        self.norm = ImageNorm()
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        """Architecture name and constructor arguments: enough to rebuild the model from a checkpoint."""
+        return {"name": self.name, "kwargs": dict(self.arch_kwargs)}
+
+    def _check(self, images: torch.Tensor) -> None:
+        check_image_batch(images, name=f"{type(self).__name__} input", min_size=self.min_size)
+
+
+class DnCNN(_Network):
+    """DnCNN (Zhang et al., IEEE TIP 2017): residual learning of Gaussian noise.
+
+    Args:
+        depth: number of convolution layers (17 in the paper).
+        channels: feature channels of the hidden layers (64).
+        image_channels: 3 for colour (CDnCNN).
+
+    Layer 1 is Conv+ReLU, layers 2..depth-1 Conv+BN+ReLU (no conv bias: BN has one), the last a
+    Conv that predicts the noise; the output is input minus predicted noise. The colour default
+    has 558,403 parameters. Inputs must be at least as large as the receptive field
+    (2 * depth + 1 = 35 pixels) so that every output pixel sees real image content.
+    """
+
+    name = "dncnn"
+
+    def __init__(self, depth: int = 17, channels: int = 64, image_channels: int = 3) -> None:
+        super().__init__(depth=depth, channels=channels, image_channels=image_channels)
+        if depth < 3:
+            raise ValueError(f"DnCNN depth: expected >= 3, received {depth}")
+        self.min_size = 2 * depth + 1
+        layers: list[nn.Module] = [nn.Conv2d(image_channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [
+                nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            ]
+        layers.append(nn.Conv2d(channels, image_channels, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self._check(images)
+        normalized = self.norm.normalize(images)
+        return self.norm.denormalize(normalized - self.body(normalized))
+
+
+def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two 3x3 Conv+ReLU layers: the UNet's unit at every level."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(_Network):
+    """UNet (Ronneberger et al., MICCAI 2015) as a deblurring network that predicts a residual.
+
+    Args:
+        base_channels: channels at full resolution, doubled at every level (32).
+        depth: number of 2x downsamplings (4), so sizes are padded to a multiple of 2**depth.
+
+    Encoder: double 3x3 conv + 2x2 max-pool per level; decoder: 2x2 transposed conv, concatenation
+    with the skip, double conv; a 1x1 conv gives the residual added to the input. Any H and W are
+    accepted: the input is reflect-padded to a multiple of 2**depth and the output cropped back.
+    """
+
+    name = "unet"
+
+    def __init__(self, base_channels: int = 32, depth: int = 4, image_channels: int = 3) -> None:
+        super().__init__(base_channels=base_channels, depth=depth, image_channels=image_channels)
+        self.depth = depth
+        self.min_size = 2**depth
+        widths = [base_channels * 2**level for level in range(depth + 1)]
+        self.encoders = nn.ModuleList(
+            [_double_conv(image_channels, widths[0])]
+            + [_double_conv(widths[level - 1], widths[level]) for level in range(1, depth + 1)]
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.upsamplers = nn.ModuleList(
+            [nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2) for level in reversed(range(depth))]
+        )
+        self.decoders = nn.ModuleList([_double_conv(2 * widths[level], widths[level]) for level in reversed(range(depth))])
+        self.head = nn.Conv2d(widths[0], image_channels, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self._check(images)
+        height, width = images.shape[-2:]
+        multiple = 2**self.depth
+        pad_bottom, pad_right = (-height) % multiple, (-width) % multiple
+        normalized = self.norm.normalize(images)
+        features = nn.functional.pad(normalized, (0, pad_right, 0, pad_bottom), mode="reflect")
+        skips = []
+        for level, encoder in enumerate(self.encoders):
+            features = encoder(features if level == 0 else self.pool(features))
+            skips.append(features)
+        features = skips.pop()
+        for upsample, decoder in zip(self.upsamplers, self.decoders):
+            features = decoder(torch.cat([upsample(features), skips.pop()], dim=1))
+        residual = self.head(features)[..., :height, :width]
+        return self.norm.denormalize(normalized + residual)
+
+
+class _ResidualBlock(nn.Module):
+    """EDSR residual block: Conv-ReLU-Conv without batch norm, output scaled before the skip add."""
+
+    def __init__(self, channels: int, res_scale: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1)
+        )
+        self.res_scale = res_scale
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features + self.body(features) * self.res_scale
+
+
+def _upsampler(channels: int, scale: int) -> nn.Sequential:
+    """Sub-pixel (pixel-shuffle) upsampler: one x3 stage, or log2(scale) x2 stages."""
+    if scale == 3:
+        return nn.Sequential(nn.Conv2d(channels, 9 * channels, 3, padding=1), nn.PixelShuffle(3))
+    if scale in (2, 4, 8):
+        stages: list[nn.Module] = []
+        for _ in range(int(math.log2(scale))):
+            stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2)]
+        return nn.Sequential(*stages)
+    raise ValueError(f"EDSR scale: expected 2, 3, 4 or 8, received {scale}")
+
+
+class EDSR(_Network):
+    """EDSR (Lim et al., CVPRW 2017); the defaults are the paper's baseline (1,369,859 parameters at x2).
+
+    Args:
+        scale: upscaling factor (2, 3, 4 or 8).
+        num_blocks: residual blocks (16 baseline, 32 large).
+        channels: feature channels (64 baseline, 256 large).
+        res_scale: residual scaling inside each block (1.0 baseline, 0.1 for the large model).
+
+    Head conv, residual blocks without batch norm, a body conv with a global skip, a pixel-shuffle
+    upsampler and a tail conv. The paper's "mean shift" is ``ImageNorm``. Output is exactly
+    ``scale`` times the input size.
+    """
+
+    name = "edsr"
+    min_size = 8
+
+    def __init__(
+        self, scale: int = 2, num_blocks: int = 16, channels: int = 64, res_scale: float = 1.0, image_channels: int = 3
+    ) -> None:
+        super().__init__(
+            scale=scale, num_blocks=num_blocks, channels=channels, res_scale=res_scale, image_channels=image_channels
+        )
+        self.scale = scale
+        self.head = nn.Conv2d(image_channels, channels, 3, padding=1)
+        self.body = nn.Sequential(
+            *[_ResidualBlock(channels, res_scale) for _ in range(num_blocks)], nn.Conv2d(channels, channels, 3, padding=1)
+        )
+        self.tail = nn.Sequential(_upsampler(channels, scale), nn.Conv2d(channels, image_channels, 3, padding=1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self._check(images)
+        features = self.head(self.norm.normalize(images))
+        return self.norm.denormalize(self.tail(features + self.body(features)))
+
+
+class UnsharpMask(nn.Module):
+    """Unsharp mask: ``x + amount * (x - gaussian_blur(x))`` where ``|x - blur| > threshold``, clamped to [0, 1].
+
+    Args:
+        sigma: standard deviation of the Gaussian in pixels (scikit-image calls it ``radius``).
+        amount: strength of the sharpening.
+        threshold: minimum local contrast (0-1 scale) that gets sharpened; 0 sharpens everything.
+
+    The kernel spans 4 sigma on each side with replicated borders, as ``skimage.filters.unsharp_mask``
+    does. kornia supplies the blur; its own ``unsharp_mask`` lacks ``amount`` and ``threshold``.
+    """
+
+    def __init__(self, sigma: float = 1.0, amount: float = 0.5, threshold: float = 0.0) -> None:
+        super().__init__()
+        if sigma <= 0 or amount < 0 or threshold < 0:
+            raise ValueError(f"UnsharpMask: expected sigma > 0, amount >= 0, threshold >= 0, received {sigma}, {amount}, {threshold}")
+        self.sigma, self.amount, self.threshold = float(sigma), float(amount), float(threshold)
+        self.kernel_size = 2 * int(4 * self.sigma + 0.5) + 1
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_image_batch(images, name="UnsharpMask input")
+        blurred = kornia.filters.gaussian_blur2d(
+            images, (self.kernel_size, self.kernel_size), (self.sigma, self.sigma), border_type="replicate"
+        )
+        detail = images - blurred
+        if self.threshold > 0:
+            detail = detail * (detail.abs() > self.threshold)
+        return (images + self.amount * detail).clamp(0, 1)
+
+    def apply_uint8(self, image: np.ndarray) -> np.ndarray:
+        """Sharpen an RGB uint8 image (H, W, 3) and return uint8."""
+        with torch.inference_mode():
+            return tensor_to_image(self(image_to_tensor(image))[0])
+
+
+MODELS: dict[str, type[_Network]] = {"dncnn": DnCNN, "unet": UNet, "edsr": EDSR}
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Create a network by name ('dncnn', 'unet', 'edsr') with constructor arguments."""
+    try:
+        return MODELS[name.lower()](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
