@@ -1,0 +1,569 @@
+"""Paired data: dataset readers, the embedded sample set, sources, and the per-stage datasets.
+
+Readers give sequences of ``Pair`` (a sharp and a blurry frame of one scene). The stage datasets
+turn pairs into ``(input, target)`` float32 tensors (3, h, w) in [0, 1] for DnCNN (denoise),
+UNet (deblur), EDSR (2x super-resolution) and the whole cascade, drawing random patches with
+paired augmentation whose randomness depends only on (seed, epoch, index): identical across
+DataLoader worker counts and exactly reproducible on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from helpers.cache import (
+    FRAME_LONG,
+    FRAME_SHORT,
+    HIGH_RES_SCALE,
+    DecodedFrames,
+    FrameCache,
+    default_cache_dir,
+    float_image,
+    uint8_image,
+)
+from helpers.degrade import add_gaussian_noise, crop_to_aspect, motion_blur, resize_to_frame
+from helpers.io import ImageReadError, image_to_tensor, is_image_file, list_images, read_image, write_image
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example on disk: the sharp frame, its blurry version, and its sequence (scene)."""
+
+    name: str
+    sharp: Path
+    blurry: Path
+    sequence: str
+
+
+class PairList(Sequence[Pair]):
+    """A read-only list of pairs with the sequences they come from."""
+
+    def __init__(self, pairs: Sequence[Pair]) -> None:
+        self._pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index):  # int -> Pair, slice -> list[Pair]
+        return self._pairs[index]
+
+    @property
+    def sequences(self) -> list[str]:
+        """Sequence names in first-seen order."""
+        return list(dict.fromkeys(pair.sequence for pair in self._pairs))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} pairs, {len(self.sequences)} sequences)"
+
+
+def _match_by_stem(sharp: list[Path], blurry: list[Path], where: str) -> list[tuple[str, Path, Path]]:
+    """Pair files with the same stem; any file without a partner is an error naming them."""
+    sharp_by_stem = {p.stem: p for p in sharp}
+    blurry_by_stem = {p.stem: p for p in blurry}
+    unpaired = sorted(set(sharp_by_stem) ^ set(blurry_by_stem))
+    if unpaired:
+        shown = ", ".join(unpaired[:5]) + (" ..." if len(unpaired) > 5 else "")
+        raise ValueError(f"{where}: {len(unpaired)} frames have no sharp/blurry partner: {shown}")
+    return [(stem, sharp_by_stem[stem], blurry_by_stem[stem]) for stem in sorted(sharp_by_stem)]
+
+
+class GoproPairs(PairList):
+    """GOPRO_Large: ``root/{train,test}/<sequence>/{sharp,blur,blur_gamma}/NNNNNN.png``.
+
+    ``blur_folder`` picks "blur" (averaged in linear light, the usual choice) or "blur_gamma".
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str, blur_folder: str = "blur") -> None:
+        self.root = Path(root)
+        split_dir = self.root / split
+        if not split_dir.is_dir():
+            raise FileNotFoundError(f"{split_dir}: GOPRO split folder not found")
+        sequences = sorted(p for p in split_dir.iterdir() if p.is_dir())
+        if not sequences:
+            raise FileNotFoundError(f"{split_dir}: no sequence folders in this GOPRO split")
+        pairs = []
+        for sequence in sequences:
+            matched = _match_by_stem(list_images(sequence / "sharp"), list_images(sequence / blur_folder), str(sequence))
+            pairs += [Pair(f"{sequence.name}/{stem}", sharp, blurry, sequence.name) for stem, sharp, blurry in matched]
+        super().__init__(pairs)
+
+
+class RealBlurPairs(PairList):
+    """RealBlur-J from its list files ``root/RealBlur_J_{train,test}_list.txt`` ("gt_path blur_path" lines).
+
+    The sequence of a pair is its scene folder (``.../scene123/gt/gt_1.png`` -> ``scene123``).
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str) -> None:
+        self.root = Path(root)
+        list_file = self.root / f"RealBlur_J_{split}_list.txt"
+        if not list_file.is_file():
+            raise FileNotFoundError(f"{list_file}: RealBlur-J list file not found")
+        pairs, missing = [], []
+        for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise ValueError(f"{list_file}:{number}: expected 'gt_path blur_path', got {line.strip()!r}")
+            sharp, blurry = self.root / fields[0], self.root / fields[1]
+            missing += [str(p) for p in (sharp, blurry) if not p.is_file()]
+            scene = Path(fields[0]).parent.parent.name or Path(fields[0]).parent.name
+            pairs.append(Pair(f"{scene}/{Path(fields[1]).stem}", sharp, blurry, scene))
+        if missing:
+            raise FileNotFoundError(f"{list_file}: {len(missing)} listed files are missing, first: {missing[0]}")
+        if not pairs:
+            raise ValueError(f"{list_file}: list file has no pairs")
+        super().__init__(pairs)
+
+
+class FolderPairs(PairList):
+    """Two folders of frames matched by file stem (``sharp_dir/x.png`` with ``blurry_dir/x.jpg``).
+
+    The sequence is the stem without its trailing frame number ("clip3_000012" -> "clip3"), so
+    frames of one video stay together; names that are only a number all form one sequence.
+    """
+
+    def __init__(self, sharp_dir: str | os.PathLike, blurry_dir: str | os.PathLike) -> None:
+        matched = _match_by_stem(list_images(sharp_dir), list_images(blurry_dir), f"{sharp_dir} vs {blurry_dir}")
+        super().__init__(
+            [Pair(stem, sharp, blurry, re.sub(r"[_\-. ]*\d+$", "", stem) or Path(sharp_dir).name) for stem, sharp, blurry in matched]
+        )
+
+
+def split_by_sequence(
+    pairs: Sequence[Pair], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[Pair], list[Pair]]:
+    """Split into (train, val) by whole sequences, so near-identical neighbouring frames never leak.
+
+    About ``val_fraction`` of the sequences (at least one when there are two or more and the
+    fraction is positive, never all of them) go to validation, chosen by a seeded shuffle.
+    """
+    sequences = sorted({pair.sequence for pair in pairs})
+    n_val = round(len(sequences) * val_fraction)
+    if val_fraction > 0 and len(sequences) >= 2:
+        n_val = min(max(n_val, 1), len(sequences) - 1)
+    val_sequences = set(np.random.default_rng(seed).permutation(sequences)[:n_val].tolist()) if n_val else set()
+    return [p for p in pairs if p.sequence not in val_sequences], [p for p in pairs if p.sequence in val_sequences]
+
+
+# ----------------------------------------------------------------------------- generated sets
+
+SAMPLE_SET_VERSION = 1
+_SAMPLE_SEED = 2024
+_FRAMES_PER_SEQUENCE = 2
+_SAMPLE_PHOTOS = {  # photos shipped inside the scikit-image / matplotlib wheels: no download
+    "train": ["astronaut", "chelsea", "coffee", "hubble_deep_field", "motorcycle_left", "motorcycle_right"],
+    "test": ["rocket", "grace_hopper"],
+}
+
+
+def _sample_photo(name: str) -> np.ndarray:
+    """An RGB uint8 photo bundled with an installed package, read from the package's own files."""
+    if name == "grace_hopper":
+        from matplotlib import cbook
+
+        return read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    import skimage.data
+
+    if name.startswith("motorcycle_"):
+        left, right, _ = skimage.data.stereo_motorcycle()
+        return left if name.endswith("left") else right
+    return getattr(skimage.data, name)()
+
+
+def _write_sequence(photo: np.ndarray, sequence_dir: Path, n_frames: int, rng: np.random.Generator) -> None:
+    """Frames of a slow pan over ``photo`` (a 16:9 window shifting a little each frame), sharp and blurred."""
+    image = float_image(photo)
+    window = crop_to_aspect(image, 16, 9) if image.shape[1] >= image.shape[0] else crop_to_aspect(image, 9, 16)
+    win_h, win_w = (int(s * 0.9) for s in window.shape[:2])
+    top0 = int(rng.integers(0, image.shape[0] - win_h + 1))
+    left0 = int(rng.integers(0, image.shape[1] - win_w + 1))
+    step_y, step_x = rng.integers(-4, 5, size=2)
+    for frame in range(n_frames):
+        top = int(np.clip(top0 + frame * step_y, 0, image.shape[0] - win_h))
+        left = int(np.clip(left0 + frame * step_x, 0, image.shape[1] - win_w))
+        sharp = resize_to_frame(
+            image[top : top + win_h, left : left + win_w],
+            FRAME_LONG * HIGH_RES_SCALE,
+            FRAME_SHORT * HIGH_RES_SCALE,
+        )
+        write_image(sequence_dir / "sharp" / f"{frame:06d}.png", uint8_image(sharp))
+        write_image(sequence_dir / "blur" / f"{frame:06d}.png", uint8_image(motion_blur(sharp, rng)))
+
+
+def _build_once(target: Path, description: str, fill: Callable[[Path], None]) -> Path:
+    """Build a folder once: fill a temporary sibling, write the ``.complete`` marker last, rename into place."""
+    if (target / ".complete").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        fill(temp)
+        (temp / ".complete").write_text(description + "\n")
+        if target.exists():  # an incomplete earlier build
+            shutil.rmtree(target)
+        os.replace(temp, target)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return target
+
+
+def build_sample_set(root: str | os.PathLike | None = None) -> Path:
+    """The embedded sample set in GOPRO_Large layout, built on first use from bundled photos.
+
+    Eight photos (scikit-image's astronaut, chelsea, coffee, hubble_deep_field, stereo
+    motorcycle left/right; rocket and matplotlib's grace_hopper for test) each become a sequence of
+    two 1280x720 frames (a slight pan), blurred with ``motion_blur``. Six sequences are train, two
+    test. The photos are smaller than 1280x720, so sharp frames are upscaled and softer than real
+    GOPRO frames: this set exercises the code, it does not train good models. Deterministic;
+    cached under ``root`` (default: ``default_cache_dir()``), rebuilt if incomplete.
+    """
+    target = Path(root or default_cache_dir()) / f"sample_set_v{SAMPLE_SET_VERSION}"
+
+    def fill(temp: Path) -> None:
+        names = [(split, name) for split, photos in _SAMPLE_PHOTOS.items() for name in photos]
+        for index, (split, name) in enumerate(tqdm(names, desc="building sample set", unit="sequence")):
+            rng = np.random.default_rng([_SAMPLE_SEED, index])
+            _write_sequence(_sample_photo(name), temp / split / name, _FRAMES_PER_SEQUENCE, rng)
+
+    return _build_once(target, f"sample set v{SAMPLE_SET_VERSION}", fill)
+
+
+def _folder_sequences(folder: Path, frames_per_sequence: int) -> list[tuple[str, list[Path]]]:
+    """(sequence name, images): one sequence per subfolder, else consecutive runs of the sorted files."""
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and any(map(is_image_file, p.iterdir())))
+    if subfolders:
+        return [(sub.name, list_images(sub)) for sub in subfolders]
+    files = list_images(folder)
+    return [
+        (f"part{start // frames_per_sequence:03d}", files[start : start + frames_per_sequence])
+        for start in range(0, len(files), frames_per_sequence)
+    ]
+
+
+def build_folder_set(
+    folder: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    frames_per_sequence: int = 10,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Path:
+    """Degrade a user's own sharp photos or video frames into the GOPRO layout (sharp/ and blur/).
+
+    Sequences are the subfolders of ``folder`` or, for a flat folder, runs of
+    ``frames_per_sequence`` sorted images. The last ``test_fraction`` of the sequences (at least
+    one when there are two or more) become test. Frames are centre-cropped to 16:9 (9:16) and sized
+    1280x720 (720x1280), then blurred with ``motion_blur``. Cached by folder contents (names, sizes,
+    mtimes); unreadable images are skipped with a warning.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    sequences = _folder_sequences(folder, frames_per_sequence)
+    signature = "\n".join(
+        f"{path.resolve()} {path.stat().st_size} {path.stat().st_mtime_ns}" for _, files in sequences for path in files
+    )
+    key = hashlib.sha1(f"{signature}\n{frames_per_sequence} {test_fraction} {seed}".encode()).hexdigest()[:16]
+    n_test = min(max(round(len(sequences) * test_fraction), 1), len(sequences) - 1) if len(sequences) > 1 else 0
+
+    def fill(temp: Path) -> None:
+        skipped = []
+        progress = tqdm(total=sum(len(files) for _, files in sequences), desc=f"degrading {folder}", unit="frame")
+        for index, (name, files) in enumerate(sequences):
+            split = "test" if index >= len(sequences) - n_test else "train"
+            for number, path in enumerate(files):
+                rng = np.random.default_rng([seed, index, number])
+                try:
+                    image = float_image(read_image(path))
+                except ImageReadError as error:
+                    skipped.append(str(error))
+                    continue
+                finally:
+                    progress.update()
+                sharp = resize_to_frame(image, FRAME_LONG * HIGH_RES_SCALE, FRAME_SHORT * HIGH_RES_SCALE)
+                write_image(temp / split / name / "sharp" / f"{number:06d}.png", uint8_image(sharp))
+                write_image(temp / split / name / "blur" / f"{number:06d}.png", uint8_image(motion_blur(sharp, rng)))
+        progress.close()
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} unreadable images; first: {skipped[0]}", stacklevel=3)
+        if not any(temp.glob("*/*/sharp/*.png")):
+            raise ValueError(f"{folder}: no readable images")
+
+    return _build_once(Path(root or default_cache_dir()) / "folder_sets" / key, str(folder), fill)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data source that can list train / val / test pairs; readers are created on demand."""
+
+    name: str
+    load: Callable[[str], Sequence[Pair]]  # "train" | "test" -> pairs
+
+    def pairs(self, split: Split, val_fraction: float = 0.2, seed: int = 0) -> list[Pair]:
+        """Pairs of ``split``; val is carved from train by sequence (``split_by_sequence``)."""
+        if split == "test":
+            return list(self.load("test"))
+        if split not in ("train", "val"):
+            raise ValueError(f"unknown split {split!r}; choose train, val or test")
+        train, val = split_by_sequence(self.load("train"), val_fraction, seed)
+        return train if split == "train" else val
+
+
+def resolve_source(spec: str, cache_root: str | os.PathLike | None = None) -> Source:
+    """Parse a data source: "sample", "gopro:PATH", "realblur:PATH", "folder:PATH" or "pairs:SHARP,BLURRY".
+
+    "folder:PATH" degrades a folder of the user's sharp images (``build_folder_set``); "pairs:"
+    takes already paired folders (``FolderPairs``) and gives the same pairs for every split, so it is
+    for evaluation, not for training.
+    """
+    kind, _, argument = spec.partition(":")
+    if kind == "sample" and not argument:
+        return Source(spec, lambda split: GoproPairs(build_sample_set(cache_root), split))
+    if kind == "gopro" and argument:
+        return Source(spec, lambda split: GoproPairs(argument, split))
+    if kind == "realblur" and argument:
+        return Source(spec, lambda split: RealBlurPairs(argument, split))
+    if kind == "folder" and argument:
+        return Source(spec, lambda split: GoproPairs(build_folder_set(argument, cache_root), split))
+    if kind == "pairs" and argument.count(",") == 1:
+        sharp_dir, blurry_dir = argument.split(",")
+        return Source(spec, lambda split: FolderPairs(sharp_dir, blurry_dir))
+    raise ValueError(
+        f"unknown data source {spec!r}; use sample, gopro:PATH, realblur:PATH, folder:PATH or pairs:SHARP_DIR,BLURRY_DIR"
+    )
+
+
+def pairs_for(spec: str, split: Split, val_fraction: float = 0.2, seed: int = 0) -> list[Pair]:
+    """Shortcut for the CLI: the pairs of ``split`` ("train", "val", "test") of source ``spec``."""
+    return resolve_source(spec).pairs(split, val_fraction, seed)
+
+
+# ----------------------------------------------------------------------------- stage datasets
+
+View = tuple[str, int]  # (role "sharp" | "blurry", scale 1 = 640x360 | 2 = 1280x720)
+
+
+class _Frames:
+    """The frames of some pairs at the views a dataset needs, cached on disk or decoded per access."""
+
+    def __init__(self, pairs: Sequence[Pair], views: Sequence[View], cache_dir: str | os.PathLike | None) -> None:
+        if not pairs:
+            raise ValueError("a dataset needs at least one pair")
+        self.stores = {}
+        for role, scale in dict.fromkeys(views):
+            files = [getattr(pair, role) for pair in pairs]
+            self.stores[role, scale] = (
+                DecodedFrames(files, scale) if cache_dir is None else FrameCache(files, scale, cache_dir, role)
+            )
+        readable = np.logical_and.reduce([store.readable for store in self.stores.values()])
+        self.indices = np.flatnonzero(readable)
+        if not len(self.indices):
+            raise ValueError(f"no readable frames among {len(pairs)} pairs (first: {pairs[0].sharp})")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def get(self, position: int, views: Sequence[View]) -> list[np.ndarray]:
+        """Frames at ``views`` of the pair at ``position``; an unreadable pair is skipped (warning) for the next."""
+        for attempt in range(len(self.indices)):
+            index = self.indices[(position + attempt) % len(self.indices)]
+            try:
+                return [self.stores[view][index] for view in views]
+            except ImageReadError as error:
+                warnings.warn(f"skipping unreadable frame: {error}", stacklevel=3)
+        raise ValueError("no readable frames left in this dataset")
+
+
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flips and 90-degree rotation on every array (quarter turns only when square)."""
+    flip_x, flip_y = rng.random(2) < 0.5
+    square = arrays[0].shape[0] == arrays[0].shape[1]
+    turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+    result = []
+    for array in arrays:
+        array = array[:, ::-1] if flip_x else array
+        array = array[::-1] if flip_y else array
+        result.append(np.rot90(array, turns))
+    return result
+
+
+class PairedFrameDataset(Dataset):
+    """Base of the stage datasets: (input view, target view) frames -> random paired patches.
+
+    ``patch_size`` is the input patch side (None: whole frames); the target patch is scaled by the
+    target/input scale ratio. Item ``i`` uses ``np.random.default_rng([seed, epoch, i])`` only, so
+    the data is the same for any worker count and resumes exactly; call ``set_epoch`` every epoch.
+    Each frame is visited ``samples_per_frame`` times per epoch. ``cache_dir`` switches to a
+    ``FrameCache`` there (decode once) instead of decoding images for every sample.
+    """
+
+    input_view: View = ("sharp", 1)
+    target_view: View = ("sharp", 1)
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        patch_size: int | None = 64,
+        augment: bool = True,
+        seed: int = 0,
+        samples_per_frame: int = 1,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.patch_size, self.augment, self.seed = patch_size, augment, seed
+        self.samples_per_frame = samples_per_frame
+        self.epoch = 0
+        self.frames = _Frames(pairs, [self.input_view, self.target_view], cache_dir)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random patches and augmentations items are drawn from."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.frames) * self.samples_per_frame
+
+    def _choose_frames(self, index: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return self.frames.get(index // self.samples_per_frame, [self.input_view, self.target_view])
+
+    def _make_input(self, target_like: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        return target_like
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        source, target = self._choose_frames(index, rng)
+        ratio = self.target_view[1] // self.input_view[1]
+        if self.patch_size is not None:
+            height, width = source.shape[:2]
+            if self.patch_size > min(height, width):
+                raise ValueError(f"patch_size {self.patch_size} is larger than a {width}x{height} frame")
+            top = int(rng.integers(0, height - self.patch_size + 1))
+            left = int(rng.integers(0, width - self.patch_size + 1))
+            source = source[top : top + self.patch_size, left : left + self.patch_size]
+            size = self.patch_size * ratio
+            target = target[top * ratio : top * ratio + size, left * ratio : left * ratio + size]
+        if self.augment:
+            source, target = _augment([source, target], rng)
+        return self._make_input(image_to_tensor(source)[0], rng), image_to_tensor(target)[0]
+
+
+class DenoiseDataset(PairedFrameDataset):
+    """DnCNN: sharp 640x360 + white Gaussian noise -> sharp. ``sigma`` (0-255 scale) is fixed or a (low, high) range."""
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        patch_size: int | None = 64,
+        sigma: float | tuple[float, float] = 25.0,
+        augment: bool = True,
+        seed: int = 0,
+        samples_per_frame: int = 1,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+        self.sigma = sigma
+
+    def _make_input(self, target_like: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        sigma = rng.uniform(*self.sigma) if isinstance(self.sigma, (tuple, list)) else self.sigma
+        return torch.from_numpy(add_gaussian_noise(target_like.numpy(), sigma, rng))
+
+
+class DeblurDataset(PairedFrameDataset):
+    """UNet: blurry 640x360 -> sharp 640x360. With ``extra_pairs`` (e.g. RealBlur-J), each item
+    comes from them with probability ``extra_ratio`` (a random extra pair), else from ``pairs``."""
+
+    input_view = ("blurry", 1)
+    target_view = ("sharp", 1)
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        patch_size: int | None = 64,
+        augment: bool = True,
+        seed: int = 0,
+        extra_pairs: Sequence[Pair] | None = None,
+        extra_ratio: float = 0.0,
+        samples_per_frame: int = 1,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+        if not 0.0 <= extra_ratio <= 1.0:
+            raise ValueError(f"extra_ratio must be in [0, 1], got {extra_ratio}")
+        if extra_ratio > 0 and not extra_pairs:
+            raise ValueError("extra_ratio > 0 needs extra_pairs")
+        self.extra_ratio = extra_ratio
+        self.extra = _Frames(extra_pairs, [self.input_view, self.target_view], cache_dir) if extra_ratio > 0 else None
+
+    def _choose_frames(self, index: int, rng: np.random.Generator) -> list[np.ndarray]:
+        if self.extra is not None and rng.random() < self.extra_ratio:
+            return self.extra.get(int(rng.integers(len(self.extra))), [self.input_view, self.target_view])
+        return super()._choose_frames(index, rng)
+
+
+class SuperResolutionDataset(PairedFrameDataset):
+    """EDSR: sharp 640x360 (the 1280x720 frame downscaled with antialiasing) -> sharp 1280x720.
+
+    ``patch_size`` is the low-res patch; the target patch is exactly ``scale`` times larger.
+    """
+
+    input_view = ("sharp", 1)
+    target_view = ("sharp", HIGH_RES_SCALE)
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        patch_size: int | None = 64,
+        scale: int = HIGH_RES_SCALE,
+        augment: bool = True,
+        seed: int = 0,
+        samples_per_frame: int = 1,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if scale != HIGH_RES_SCALE:
+            raise ValueError(f"only scale {HIGH_RES_SCALE} (640x360 -> 1280x720) is supported, got {scale}")
+        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+
+
+class PipelineDataset(PairedFrameDataset):
+    """The whole cascade: blurry 1280x720 downscaled to 640x360 -> sharp 1280x720, full frames, no augmentation."""
+
+    input_view = ("blurry", 1)
+    target_view = ("sharp", HIGH_RES_SCALE)
+
+    def __init__(self, pairs: Sequence[Pair], cache_dir: str | os.PathLike | None = None) -> None:
+        super().__init__(pairs, patch_size=None, augment=False, seed=0, cache_dir=cache_dir)
+
+
+DATASETS: dict[str, type[PairedFrameDataset]] = {
+    "dncnn": DenoiseDataset,
+    "unet": DeblurDataset,
+    "edsr": SuperResolutionDataset,
+    "pipeline": PipelineDataset,
+}
+
+
+def build_dataset(stage: str, pairs: Sequence[Pair], **options) -> PairedFrameDataset:
+    """The dataset for a stage by name ("dncnn", "unet", "edsr", "pipeline"); options go to its constructor."""
+    if stage not in DATASETS:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[stage](pairs, **options)
+

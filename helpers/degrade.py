@@ -1,0 +1,184 @@
+"""Synthetic degradations: Gaussian noise, GOPRO-style motion blur, resizing to frame sizes.
+
+Every function takes and returns numpy float32 RGB images (H, W, 3) in [0, 1]; random ones
+take an ``np.random.Generator`` so the same seed always gives the same degradation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import cv2
+import numpy as np
+
+ResizeMethod = Literal["area", "bicubic", "bilinear", "nearest", "lanczos"]
+FrameFit = Literal["crop", "stretch"]
+
+_INTERPOLATION = {
+    "area": cv2.INTER_AREA,
+    "bicubic": cv2.INTER_CUBIC,
+    "bilinear": cv2.INTER_LINEAR,
+    "nearest": cv2.INTER_NEAREST,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
+    return np.asarray(image, dtype=np.float32)
+
+
+# Hand-written in numpy (the standard IEC 61966-2-1 curve): kornia.color's rgb_to_linear_rgb needs
+# (*, 3, H, W) tensors while every degradation here works on (H, W, 3) numpy arrays.
+def srgb_to_linear(image: np.ndarray) -> np.ndarray:
+    """Undo the sRGB gamma curve: sRGB values in [0, 1] -> linear light in [0, 1]."""
+    image = np.asarray(image, dtype=np.float32)
+    return np.where(image > 0.04045, ((np.maximum(image, 0.0) + 0.055) / 1.055) ** 2.4, image / 12.92).astype(
+        np.float32
+    )
+
+
+def linear_to_srgb(image: np.ndarray) -> np.ndarray:
+    """Apply the sRGB gamma curve: linear light in [0, 1] -> sRGB values in [0, 1]."""
+    image = np.asarray(image, dtype=np.float32)
+    return np.where(
+        image > 0.0031308, 1.055 * np.maximum(image, 0.0031308) ** (1 / 2.4) - 0.055, 12.92 * image
+    ).astype(np.float32)
+
+
+def add_gaussian_noise(image: np.ndarray, sigma: float, rng: np.random.Generator, clip: bool = True) -> np.ndarray:
+    """Add white Gaussian noise of standard deviation ``sigma`` on the 0-255 scale (DnCNN's convention).
+
+    Works on any array shape (e.g. (H, W, 3) or a (3, H, W) tensor's ``.numpy()``); clipped to [0, 1]
+    unless ``clip`` is False.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    noisy = image + rng.standard_normal(image.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+    return np.clip(noisy, 0.0, 1.0) if clip else noisy
+
+
+def resize(image: np.ndarray, width: int, height: int, method: ResizeMethod = "area") -> np.ndarray:
+    """Resize with OpenCV; "area" averages source pixels, the antialiased choice for shrinking."""
+    image = _check_image(image)
+    if method not in _INTERPOLATION:
+        raise ValueError(f"unknown resize method {method!r}; choose one of {sorted(_INTERPOLATION)}")
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image.copy()
+    resized = cv2.resize(image, (int(width), int(height)), interpolation=_INTERPOLATION[method])
+    return np.clip(resized, 0.0, 1.0) if method in ("bicubic", "lanczos") else resized
+
+
+def downscale(image: np.ndarray, factor: int = 2, method: ResizeMethod = "area") -> np.ndarray:
+    """Shrink by an integer ``factor`` (height and width must divide exactly), antialiased by default."""
+    image = _check_image(image)
+    height, width = image.shape[:2]
+    if height % factor or width % factor:
+        raise ValueError(f"image size {width}x{height} is not divisible by the downscale factor {factor}")
+    return resize(image, width // factor, height // factor, method)
+
+
+def frame_size(height: int, width: int, long_side: int = 640, short_side: int = 360) -> tuple[int, int]:
+    """Target (width, height) for a frame: landscape (and square) -> long x short, portrait -> short x long."""
+    return (short_side, long_side) if height > width else (long_side, short_side)
+
+
+def crop_to_aspect(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre crop to the aspect ratio width:height, cutting as little as possible."""
+    image = _check_image(image)
+    rows, cols = image.shape[:2]
+    if cols * height > rows * width:  # too wide: trim the sides
+        new_cols = max(1, round(rows * width / height))
+        start = (cols - new_cols) // 2
+        return image[:, start : start + new_cols]
+    new_rows = max(1, round(cols * height / width))
+    start = (rows - new_rows) // 2
+    return image[start : start + new_rows]
+
+
+def resize_to_frame(
+    image: np.ndarray, long_side: int = 640, short_side: int = 360, fit: FrameFit = "crop"
+) -> np.ndarray:
+    """Bring any image to the frame size long x short (16:9), portrait images to short x long (9:16).
+
+    ``fit="crop"`` (default) centre-crops to 16:9 / 9:16 first, so nothing is distorted but the
+    edges of other aspect ratios are lost; ``fit="stretch"`` forces the aspect ratio like the seed
+    notebooks did (a 4:3 photo comes out squashed). GOPRO frames are already 16:9, where both agree.
+    Shrinking uses area averaging (antialiased), enlarging uses bicubic interpolation.
+    """
+    image = _check_image(image)
+    width, height = frame_size(image.shape[0], image.shape[1], long_side, short_side)
+    if fit == "crop":
+        image = crop_to_aspect(image, width, height)
+    elif fit != "stretch":
+        raise ValueError(f"unknown fit {fit!r}; choose 'crop' or 'stretch'")
+    shrinking = image.shape[0] * image.shape[1] >= width * height
+    return resize(image, width, height, "area" if shrinking else "bicubic")
+
+
+def camera_trajectory(
+    rng: np.random.Generator, n_positions: int, max_shift: float, max_rotation_deg: float
+) -> np.ndarray:
+    """A smooth random camera path sampled at ``n_positions`` instants: rows (dx, dy, angle_deg).
+
+    The path is a quadratic curve (constant velocity plus a little acceleration, like a hand-held
+    camera over 1/30 s) centred on the middle instant, which is where the sharp frame was taken in
+    GOPRO. Its extent is at most ``max_shift`` pixels; the rotation grows linearly to at most
+    ``max_rotation_deg`` at the ends.
+    """
+    if n_positions < 1:
+        raise ValueError(f"n_positions must be at least 1, got {n_positions}")
+    times = np.linspace(-0.5, 0.5, n_positions) if n_positions > 1 else np.zeros(1)
+    direction = rng.uniform(0.0, 2.0 * math.pi)
+    length = rng.uniform(0.3, 1.0) * max_shift
+    bend = rng.uniform(-0.3, 0.3) * length  # sideways bow of the path (acceleration)
+    along = length * times
+    across = bend * (4.0 * times**2 - 1.0 / 3.0)  # zero-mean parabola, smooth
+    dx = along * math.cos(direction) - across * math.sin(direction)
+    dy = along * math.sin(direction) + across * math.cos(direction)
+    angles = 2.0 * rng.uniform(-1.0, 1.0) * max_rotation_deg * times
+    return np.stack([dx, dy, angles], axis=1).astype(np.float64)
+
+
+def blur_along_trajectory(image: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
+    """Average the image warped to each (dx, dy, angle_deg) position, in linear light.
+
+    Like GOPRO, which averaged consecutive 240 fps frames of the camera response: undo the sRGB
+    gamma, average the warped copies, reapply the gamma. Rotation is about the image centre;
+    borders are reflected.
+    """
+    image = _check_image(image)
+    trajectory = np.asarray(trajectory, dtype=np.float64).reshape(-1, 3)
+    height, width = image.shape[:2]
+    centre = ((width - 1) / 2.0, (height - 1) / 2.0)
+    linear = srgb_to_linear(image)
+    total = np.zeros_like(linear)
+    for dx, dy, angle in trajectory:
+        matrix = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
+        matrix[:, 2] += (dx, dy)
+        total += cv2.warpAffine(
+            linear, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+    return np.clip(linear_to_srgb(total / len(trajectory)), 0.0, 1.0)
+
+
+def motion_blur(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    n_positions: int | None = None,
+    max_shift: float | None = None,
+    max_rotation_deg: float = 0.5,
+) -> np.ndarray:
+    """GOPRO-style camera-shake blur: a random smooth trajectory, averaged in linear light.
+
+    ``n_positions`` (frames averaged) is drawn from 7..13 when None, as in GOPRO. ``max_shift`` is
+    the largest path extent in pixels, by default 2.5% of the long side (32 px at 1280x720, the
+    order of GOPRO's stronger blurs).
+    """
+    image = _check_image(image)
+    if n_positions is None:
+        n_positions = int(rng.integers(7, 14))
+    if max_shift is None:
+        max_shift = 0.025 * max(image.shape[:2])
+    return blur_along_trajectory(image, camera_trajectory(rng, n_positions, max_shift, max_rotation_deg))
