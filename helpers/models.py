@@ -218,6 +218,14 @@ class EDSR(_Network):
         return self.norm.denormalize(self.tail(features + self.body(features)))
 
 
+def _pad_symmetric(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """Mirror-pad H and W including the edge pixel (numpy 'symmetric', scipy 'reflect'); torch has no such mode."""
+    if pad > min(images.shape[-2:]):
+        raise ValueError(f"image of {tuple(images.shape[-2:])} is smaller than the blur radius {pad}")
+    images = torch.cat([images[..., :pad, :].flip(-2), images, images[..., -pad:, :].flip(-2)], dim=-2)
+    return torch.cat([images[..., :pad].flip(-1), images, images[..., -pad:].flip(-1)], dim=-1)
+
+
 class UnsharpMask(nn.Module):
     """Unsharp mask: ``x + amount * (x - gaussian_blur(x))`` where ``|x - blur| > threshold``, clamped to [0, 1].
 
@@ -226,8 +234,9 @@ class UnsharpMask(nn.Module):
         amount: strength of the sharpening.
         threshold: minimum local contrast (0-1 scale) that gets sharpened; 0 sharpens everything.
 
-    The kernel spans 4 sigma on each side with replicated borders, as ``skimage.filters.unsharp_mask``
-    does. kornia supplies the blur; its own ``unsharp_mask`` lacks ``amount`` and ``threshold``.
+    The kernel spans 4 sigma on each side with mirrored (half-sample symmetric) borders, as
+    ``skimage.filters.unsharp_mask`` does. kornia supplies the blur; its own ``unsharp_mask`` lacks
+    ``amount`` and ``threshold``, and its border modes lack the symmetric one, hence ``_pad_symmetric``.
     """
 
     def __init__(self, sigma: float = 1.0, amount: float = 0.5, threshold: float = 0.0) -> None:
@@ -239,9 +248,10 @@ class UnsharpMask(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_image_batch(images, name="UnsharpMask input")
+        pad = self.kernel_size // 2
         blurred = kornia.filters.gaussian_blur2d(
-            images, (self.kernel_size, self.kernel_size), (self.sigma, self.sigma), border_type="replicate"
-        )
+            _pad_symmetric(images, pad), (self.kernel_size, self.kernel_size), (self.sigma, self.sigma)
+        )[..., pad:-pad, pad:-pad]
         detail = images - blurred
         if self.threshold > 0:
             detail = detail * (detail.abs() > self.threshold)
