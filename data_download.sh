@@ -1,0 +1,466 @@
+#!/usr/bin/env bash
+# Download, verify and extract the GOPRO_Large and RealBlur deblurring datasets.
+# Usage: ./data_download.sh [gopro|realblur|all] [--dest DIR] [--archive PATH]  (see --help)
+#
+# Sources. Checked by searching public repositories and pages; the development
+# machine has no internet, so no URL below was actually fetched by this script's author.
+# GOPRO_Large.zip (about 8.8 GiB; 2103 train / 1111 test pairs per the author's README):
+#   1. https://huggingface.co/datasets/snah/GOPRO_Large/resolve/main/GOPRO_Large.zip
+#      Hugging Face account of the dataset author ("snah" also hosts snah/REDS and
+#      snah/REDS_VTSR, which seungjunnah.github.io links). This exact resolve URL is
+#      used by several independent public projects. Two of them pin sha256
+#      24532c036712515cf33803704421311c91f6a080e76049d7e5e7fd22389f128e (one at revision
+#      592978466ae510d2734b199cad2fc79a346bda1c). That digest comes from third parties
+#      and a Drive copy may differ byte-wise, so it is NOT enforced by default: set
+#      GOPRO_SHA256 to enforce it. One of those projects extracts "train/*" from this
+#      zip, so it may lack a GOPRO_Large/ top folder: both layouts are accepted.
+#   2. gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK: the Drive link on the stored snapshot
+#      of seungjunnah.github.io/Datasets/gopro (repo SeungjunNah/seungjunnah.github.io,
+#      Datasets/gopro.md). That snapshot does not list the HF mirror.
+#   3. gdrive:1H0PIXvJH4c40pk7ou6nAwoxuR4Qh_Sa2: the older Drive link in the author's
+#      SeungjunNah/DeepDeblur_release README, which also gives the pair counts.
+#   4. http://data.cv.snu.ac.kr:8008/webdav/dataset/GOPRO/GOPRO_Large.zip: the "SNU
+#      CVLab Server" link on the same gopro.md (plain http; may be unreachable).
+#   No exact byte size was found, so none is enforced.
+# RealBlur.tar.gz (about 12.2 GB):
+#   gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK is the file id that several public scripts
+#   download as RealBlur.tar.gz. NOT checked against cg.postech.ac.kr/research/realblur
+#   itself (that page is not in the searchable corpus). The rimchang/RealBlur README
+#   links a Drive folder (1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq) and cgdata.postech.ac.kr.
+#   Layout, from public extraction scripts: no wrapping folder. The top level holds
+#   RealBlur-J_ECC_IMCORR_centroid_itensity_ref/sceneNNN/{gt,blur}/*.png,
+#   RealBlur-R_BM3D_ECC_IMCORR_centroid_itensity_ref/ and RealBlur_{J,R}_{train,test}_list.txt.
+#   Each list line is "<gt path> <blur path>", relative to that top level. Only
+#   RealBlur-J and its lists are extracted. The pair counts 3758 / 980 come from the
+#   task brief (the paper has 4738 J pairs). One third-party source says 3,757 train,
+#   probably `wc -l` on a list whose last line has no newline, so this script counts
+#   non-empty lines instead. No checksum or size is known.
+#
+# Safety: each archive is verified before extraction: optional size and sha256, archive
+# type (an HTML quota page is recognised), a full integrity test (unzip -t / tar -tz) and
+# the expected top folder. Extraction goes to a hidden temp folder beside the
+# destination, where the pair counts are checked. The .complete marker is written
+# last, and only then is the folder renamed into place. So a folder at the destination
+# is always complete, and a second run does nothing.
+set -euo pipefail
+
+readonly PROG=${0##*/}
+readonly GOPRO_DEFAULT_URLS="https://huggingface.co/datasets/snah/GOPRO_Large/resolve/main/GOPRO_Large.zip gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK gdrive:1H0PIXvJH4c40pk7ou6nAwoxuR4Qh_Sa2 http://data.cv.snu.ac.kr:8008/webdav/dataset/GOPRO/GOPRO_Large.zip"
+readonly REALBLUR_DEFAULT_URLS="gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK"
+readonly REALBLUR_J_DIR=RealBlur-J_ECC_IMCORR_centroid_itensity_ref
+
+usage() {
+    cat <<EOF
+Usage: ./$PROG [gopro|realblur|all] [--dest DIR] [--archive PATH] [--keep-archive]
+
+Downloads, verifies and extracts deblurring datasets (default: all).
+  gopro      GOPRO_Large.zip  -> DIR/GOPRO_Large/{train,test}/<sequence>/{blur,blur_gamma,sharp}/*.png
+  realblur   RealBlur.tar.gz  -> DIR/RealBlur/ (only RealBlur-J and its train/test lists are extracted)
+
+Options:
+  --dest DIR       where datasets go (default: ./datasets); downloads go to DIR/downloads
+  --archive PATH   use an archive you already have (e.g. downloaded in a browser or copied
+                   from your Google Drive) instead of downloading; needs gopro or realblur
+  --keep-archive   keep the downloaded archive after a successful extraction
+  -h, --help       show this help
+
+A second run does nothing once DIR/<dataset>/.complete exists. Interrupted downloads
+resume on the next run. Environment overrides (for mirrors and tests):
+  GOPRO_URLS / REALBLUR_URLS       space-separated sources tried in order; http(s) URLs
+                                   or gdrive:FILE_ID (fetched with gdown)
+  GOPRO_SIZE / REALBLUR_SIZE       expected archive size in bytes (default: not checked)
+  GOPRO_SHA256 / REALBLUR_SHA256   expected archive sha256 (default: not checked)
+  GOPRO_EXPECTED_TRAIN / _TEST     expected pairs (default 2103 / 1111)
+  REALBLUR_EXPECTED_TRAIN / _TEST  expected RealBlur-J pairs (default 3758 / 980)
+  DOWNLOAD_ATTEMPTS                tries per HTTP source, resuming each time (default 3)
+  DOWNLOAD_RETRY_DELAY             seconds between those tries (default 2)
+EOF
+}
+
+usage_error() {
+    echo "$PROG: error: $* (see --help)" >&2
+    exit 2
+}
+
+die() {
+    echo "$PROG: error: $*" >&2
+    exit 1
+}
+
+info() {
+    echo "[$PROG] $*"
+}
+
+# Temp paths of the current dataset run; removed on any exit.
+TEMP_PATHS=()
+cleanup() {
+    local path
+    for path in "${TEMP_PATHS[@]}"; do
+        rm -rf -- "$path"
+    done
+}
+
+require_command() {
+    command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed ($2)"
+}
+
+# Sets the DS_* settings of one dataset from defaults and environment overrides.
+configure_dataset() {
+    case $1 in
+        gopro)
+            DS_DIR=GOPRO_Large
+            DS_ARCHIVE=GOPRO_Large.zip
+            DS_FORMAT=zip
+            DS_URLS=${GOPRO_URLS:-$GOPRO_DEFAULT_URLS}
+            DS_SIZE=${GOPRO_SIZE:-}
+            DS_SHA256=${GOPRO_SHA256:-}
+            DS_EXPECTED_TRAIN=${GOPRO_EXPECTED_TRAIN:-2103}
+            DS_EXPECTED_TEST=${GOPRO_EXPECTED_TEST:-1111}
+            ;;
+        realblur)
+            DS_DIR=RealBlur
+            DS_ARCHIVE=RealBlur.tar.gz
+            DS_FORMAT=tgz
+            DS_URLS=${REALBLUR_URLS:-$REALBLUR_DEFAULT_URLS}
+            DS_SIZE=${REALBLUR_SIZE:-}
+            DS_SHA256=${REALBLUR_SHA256:-}
+            DS_EXPECTED_TRAIN=${REALBLUR_EXPECTED_TRAIN:-3758}
+            DS_EXPECTED_TEST=${REALBLUR_EXPECTED_TEST:-980}
+            ;;
+    esac
+}
+
+file_size() {
+    wc -c <"$1" | tr -d ' '
+}
+
+sha256_of() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum -- "$1" | cut -d' ' -f1
+    else
+        shasum -a 256 -- "$1" | cut -d' ' -f1
+    fi
+}
+
+# Downloads an http(s) URL to $2 with curl, resuming a partial file; retries resume.
+download_http() {
+    local url=$1 out=$2 attempts=${DOWNLOAD_ATTEMPTS:-3} attempt=1 rc code
+    while :; do
+        rc=0
+        code=$(curl --location --fail --show-error --progress-bar --connect-timeout 30 \
+            --continue-at - --output "$out" --write-out '%{http_code}' -- "$url") || rc=$?
+        ((rc == 0)) && return 0
+        if [[ $code == 416 && -s $out ]]; then
+            return 0 # the partial file is already whole; verification decides
+        fi
+        if ((rc == 33)); then
+            info "server cannot resume; restarting $url from the beginning"
+            rm -f -- "$out"
+        elif ((rc == 22)); then
+            echo "$PROG: $url answered HTTP $code" >&2
+            return 1
+        fi
+        if ((attempt >= attempts)); then
+            echo "$PROG: download from $url failed (curl exit $rc) after $attempt attempt(s);" \
+                "the partial file is kept and the next run resumes it" >&2
+            return 1
+        fi
+        attempt=$((attempt + 1))
+        info "download interrupted (curl exit $rc); resuming, attempt $attempt of $attempts"
+        sleep "${DOWNLOAD_RETRY_DELAY:-2}"
+    done
+}
+
+# Downloads a Google Drive file id to $2 with gdown (--continue resumes its own .part file).
+download_gdrive() {
+    local file_id=$1 out=$2
+    if ! command -v gdown >/dev/null 2>&1; then
+        echo "$PROG: gdown is not installed (pip install gdown); skipping gdrive:$file_id" >&2
+        return 1
+    fi
+    if ! gdown --continue --output "$out" -- "$file_id"; then
+        echo "$PROG: Google Drive refused or interrupted gdrive:$file_id (quota 'too many users'," \
+            "permissions or network); a partial file, if any, is kept for the next run" >&2
+        return 1
+    fi
+}
+
+# Verifies archive $1: size, checksum, archive type, full integrity test and the
+# expected top folder. Sets ARCHIVE_PREFIX (the path of the dataset root inside the
+# archive, "" or e.g. "GOPRO_Large/") and writes the member list to $WORK/listing.
+verify_archive() {
+    local archive=$1 listing=$WORK/listing magic actual
+    [[ -s $archive ]] || { echo "$PROG: $archive is missing or empty" >&2; return 1; }
+    if grep -qiE '<(!doctype|html)' <(head -c 2048 -- "$archive" | tr -d '\0'); then
+        echo "$PROG: $archive is an HTML page, not an archive (Google Drive quota" \
+            "'too many users' or sign-in page?)" >&2
+        return 1
+    fi
+    if [[ -n $DS_SIZE ]] && [[ $(file_size "$archive") != "$DS_SIZE" ]]; then
+        echo "$PROG: $archive has $(file_size "$archive") bytes, expected $DS_SIZE (truncated or wrong file)" >&2
+        return 1
+    fi
+    if [[ -n $DS_SHA256 ]]; then
+        info "checking sha256 of $archive"
+        actual=$(sha256_of "$archive")
+        if [[ $actual != "$DS_SHA256" ]]; then
+            echo "$PROG: $archive sha256 is $actual, expected $DS_SHA256 (corrupt or wrong file)" >&2
+            return 1
+        fi
+    fi
+    magic=$(od -An -tx1 -N4 -- "$archive" | tr -d ' \n')
+    info "testing integrity of $archive (reads the whole archive; minutes for GBs)"
+    if [[ $DS_FORMAT == zip ]]; then
+        [[ $magic == 504b0304 ]] || { echo "$PROG: $archive is not a zip file" >&2; return 1; }
+        if ! unzip -tq -- "$archive" >"$WORK/test.log" 2>&1; then
+            echo "$PROG: $archive failed the zip integrity test (truncated or corrupt):" >&2
+            tail -n 5 "$WORK/test.log" >&2
+            return 1
+        fi
+        unzip -Z1 -- "$archive" >"$listing" || return 1
+    else
+        [[ $magic == 1f8b* ]] || { echo "$PROG: $archive is not a gzip file" >&2; return 1; }
+        if ! tar -tzf "$archive" >"$listing" 2>"$WORK/test.log"; then
+            echo "$PROG: $archive failed the tar.gz integrity test (truncated or corrupt):" >&2
+            tail -n 5 "$WORK/test.log" >&2
+            return 1
+        fi
+    fi
+    find_archive_prefix "$listing"
+}
+
+# Finds the dataset root inside the archive from its member list $1 (sets ARCHIVE_PREFIX).
+find_archive_prefix() {
+    local listing=$1 first
+    if [[ $DS_FORMAT == zip ]]; then
+        first=$(grep -m1 -E '^(\./)?([^/]+/)?train/[^/]+/sharp/[^/]+\.png$' "$listing") || {
+            echo "$PROG: the archive has no [GOPRO_Large/]train/<sequence>/sharp/*.png (wrong top folder or wrong file)" >&2
+            return 1
+        }
+        ARCHIVE_PREFIX=$(sed -E 's#^((\./)?([^/]+/)?)train/.*#\1#' <<<"$first")
+        has_member "$listing" "${ARCHIVE_PREFIX}test/" '/sharp/[^/]+\.png$' || {
+            echo "$PROG: the archive has ${ARCHIVE_PREFIX}train/ but no ${ARCHIVE_PREFIX}test/<sequence>/sharp/*.png" >&2
+            return 1
+        }
+    else
+        first=$(grep -m1 -E '^(\./)?([^/]+/)?RealBlur_J_train_list\.txt$' "$listing") || {
+            echo "$PROG: the archive has no RealBlur_J_train_list.txt (wrong file?)" >&2
+            return 1
+        }
+        ARCHIVE_PREFIX=${first%RealBlur_J_train_list.txt}
+        has_member "$listing" "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" '' &&
+            has_member "$listing" "${ARCHIVE_PREFIX}$REALBLUR_J_DIR/" '' || {
+            echo "$PROG: the archive lacks ${ARCHIVE_PREFIX}RealBlur_J_test_list.txt or ${ARCHIVE_PREFIX}$REALBLUR_J_DIR/" >&2
+            return 1
+        }
+    fi
+}
+
+# True when listing $1 has a member that starts with $2 and matches regex $3.
+has_member() {
+    awk -v start="$2" -v pattern="$3" \
+        'index($0, start) == 1 && $0 ~ pattern { found = 1; exit } END { exit !found }' "$1"
+}
+
+# Tries every source in order until one yields an archive that passes verification;
+# the verified archive ends up at $DOWNLOADS/$DS_ARCHIVE.
+fetch_archive() {
+    local final=$DOWNLOADS/$DS_ARCHIVE source staging sources
+    read -ra sources <<<"$DS_URLS" # split on spaces without glob expansion
+    if [[ -f $final ]]; then
+        info "found $final from an earlier run"
+        verify_archive "$final" && return 0
+        info "discarding $final"
+        rm -f -- "$final"
+    fi
+    for source in "${sources[@]}"; do
+        # One staging file per source, so resuming never mixes bytes of two sources.
+        staging=$DOWNLOADS/$DS_ARCHIVE.$(cksum <<<"$source" | cut -d' ' -f1).part
+        info "downloading $DS_ARCHIVE from $source"
+        case $source in
+            gdrive:*) download_gdrive "${source#gdrive:}" "$staging" || continue ;;
+            http://* | https://*) download_http "$source" "$staging" || continue ;;
+            *) echo "$PROG: unsupported source '$source' (use http(s)://... or gdrive:ID)" >&2; continue ;;
+        esac
+        if verify_archive "$staging"; then
+            mv -f -- "$staging" "$final" || return 1
+            rm -f -- "$DOWNLOADS/$DS_ARCHIVE".*.part*
+            return 0
+        fi
+        info "discarding the bad download from $source; trying the next source"
+        rm -f -- "$staging"*
+    done
+    print_manual_steps
+    return 1
+}
+
+print_manual_steps() {
+    local source drive_links="" sources
+    read -ra sources <<<"$DS_URLS"
+    for source in "${sources[@]}"; do
+        [[ $source == gdrive:* ]] && drive_links+="      https://drive.google.com/file/d/${source#gdrive:}/view"$'\n'
+    done
+    cat >&2 <<EOF
+$PROG: error: could not get a valid $DS_ARCHIVE from any source ($DS_URLS).
+Get it by hand, then rerun with --archive:
+  - open a link below in a browser and download the file, or add it to your own
+    Google Drive (Add shortcut / Make a copy), mount Drive in Colab and use its
+    /content/drive/MyDrive/... path:
+${drive_links:-      (no Google Drive source configured)
+}  - ./$PROG $DATASET --dest $DEST --archive /path/to/$DS_ARCHIVE
+EOF
+}
+
+# Prints the number of blur/sharp pairs (same sequence, same file name) under split dir $1.
+count_gopro_pairs() {
+    (
+        cd "$1"
+        comm -12 \
+            <(find . -path '*/sharp/*.png' -type f | sed 's#/sharp/#/#' | LC_ALL=C sort) \
+            <(find . -path '*/blur/*.png' -type f | sed 's#/blur/#/#' | LC_ALL=C sort)
+    ) | wc -l | tr -d ' '
+}
+
+# Prints the number of pairs in RealBlur list $2 whose gt and blur files exist under $1;
+# fails naming the first missing file.
+count_realblur_pairs() {
+    local root=$1 list=$2 gt blur rest pairs=0
+    [[ -f $list ]] || { echo "$PROG: ${list##*/} is missing" >&2; return 1; }
+    while read -r gt blur rest || [[ -n ${gt:-} ]]; do
+        [[ -n ${gt:-} ]] || continue
+        blur=${blur%$'\r'}
+        if [[ ! -f $root/$gt || -z $blur || ! -f $root/$blur ]]; then
+            echo "$PROG: ${list##*/} names a missing pair: '$gt' '$blur'" >&2
+            return 1
+        fi
+        pairs=$((pairs + 1))
+    done <"$list"
+    echo "$pairs"
+}
+
+# Checks the pair counts of an extracted dataset root $1 against the expected ones.
+check_pair_counts() {
+    local root=$1 split expected found
+    for split in train test; do
+        [[ $split == train ]] && expected=$DS_EXPECTED_TRAIN || expected=$DS_EXPECTED_TEST
+        if [[ $DS_FORMAT == zip ]]; then
+            [[ -d $root/$split ]] || { echo "$PROG: $DS_DIR has no $split/ folder" >&2; return 1; }
+            found=$(count_gopro_pairs "$root/$split")
+        else
+            found=$(count_realblur_pairs "$root" "$root/RealBlur_J_${split}_list.txt") || return 1
+        fi
+        if [[ $found != "$expected" ]]; then
+            echo "$PROG: $DS_DIR $split has $found blur/sharp pairs, expected $expected" \
+                "(incomplete or different archive)" >&2
+            return 1
+        fi
+        info "$DS_DIR $split: $found pairs (as expected)"
+    done
+}
+
+# Extracts the verified archive $1 beside the destination, checks it, marks it
+# complete and renames it into place.
+extract_archive() {
+    local archive=$1 staging root
+    staging=$(mktemp -d "$DEST/.$DS_DIR.partial.XXXXXX")
+    TEMP_PATHS+=("$staging")
+    info "extracting $archive"
+    if [[ $DS_FORMAT == zip ]]; then
+        unzip -q -- "$archive" -d "$staging" || die "extracting $archive failed (disk full?)"
+    else
+        tar -xzf "$archive" -C "$staging" -- "${ARCHIVE_PREFIX}$REALBLUR_J_DIR" \
+            "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt" "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" ||
+            die "extracting $archive failed (disk full?)"
+    fi
+    root=$staging/${ARCHIVE_PREFIX#./}
+    check_pair_counts "$root" || die "$DS_DIR was not installed; $archive is kept (delete it if it is the wrong file)"
+    printf 'dataset=%s\narchive=%s\ntrain_pairs=%s\ntest_pairs=%s\ncompleted=%s\n' \
+        "$DATASET" "${archive##*/}" "$DS_EXPECTED_TRAIN" "$DS_EXPECTED_TEST" \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$root/.complete"
+    chmod 755 -- "$root" # mktemp -d makes 0700
+    mv -- "${root%/}" "$DEST/$DS_DIR"
+    info "$DS_DIR is ready in $DEST/$DS_DIR"
+}
+
+# Installs one dataset (gopro or realblur); runs in a subshell with its own cleanup.
+install_dataset() {
+    local archive
+    configure_dataset "$DATASET"
+    if [[ -f $DEST/$DS_DIR/.complete ]]; then
+        info "$DS_DIR already present in $DEST/$DS_DIR (found .complete); nothing to do"
+        return 0
+    fi
+    [[ ! -e $DEST/$DS_DIR ]] || die "$DEST/$DS_DIR exists but has no .complete marker" \
+        "(interrupted or placed by hand); remove it and rerun"
+    require_command unzip "apt-get install unzip"
+    require_command tar "apt-get install tar"
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/$PROG.XXXXXX")
+    TEMP_PATHS+=("$WORK")
+    rm -rf -- "$DEST/.$DS_DIR.partial."* # left by a killed run; the lock excludes live ones
+    if [[ -n $ARCHIVE ]]; then
+        archive=$ARCHIVE
+        [[ -f $archive ]] || die "--archive $archive: no such file"
+        verify_archive "$archive" || die "--archive $archive is not a valid $DS_ARCHIVE"
+    else
+        require_command curl "apt-get install curl"
+        DOWNLOADS=$DEST/downloads
+        mkdir -p -- "$DOWNLOADS"
+        fetch_archive
+        archive=$DOWNLOADS/$DS_ARCHIVE
+    fi
+    extract_archive "$archive"
+    if [[ -z $ARCHIVE && $KEEP_ARCHIVE == 0 ]]; then
+        rm -f -- "$archive"
+        rmdir -- "$DOWNLOADS" 2>/dev/null || true
+    fi
+}
+
+main() {
+    local datasets=() dataset failed=() status archive_dir
+    DEST=./datasets
+    ARCHIVE=""
+    KEEP_ARCHIVE=0
+    while (($#)); do
+        case $1 in
+            gopro | realblur) datasets+=("$1") ;;
+            all) datasets+=(gopro realblur) ;;
+            --dest) (($# >= 2)) || usage_error "--dest needs a directory"; DEST=$2; shift ;;
+            --archive) (($# >= 2)) || usage_error "--archive needs a path"; ARCHIVE=$2; shift ;;
+            --keep-archive) KEEP_ARCHIVE=1 ;;
+            -h | --help) usage; return 0 ;;
+            *) usage_error "unknown argument '$1'" ;;
+        esac
+        shift
+    done
+    ((${#datasets[@]})) || datasets=(gopro realblur)
+    if [[ -n $ARCHIVE ]]; then
+        ((${#datasets[@]} == 1)) || die "--archive needs exactly one dataset (gopro or realblur)"
+        archive_dir=$(cd "$(dirname -- "$ARCHIVE")" 2>/dev/null && pwd) ||
+            die "--archive $ARCHIVE: no such directory"
+        ARCHIVE=$archive_dir/${ARCHIVE##*/}
+    fi
+    mkdir -p -- "$DEST"
+    DEST=$(cd "$DEST" && pwd)
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$DEST/.data_download.lock"
+        flock -n 9 || die "another $PROG is already working in $DEST"
+    fi
+    for dataset in "${datasets[@]}"; do
+        DATASET=$dataset
+        status=0
+        set +e
+        (
+            set -e
+            install_dataset
+        )
+        status=$?
+        set -e
+        ((status == 0)) || failed+=("$dataset")
+    done
+    ((${#failed[@]} == 0)) || die "failed: ${failed[*]}"
+}
+
+main "$@"

@@ -1,0 +1,392 @@
+"""Tests for data_download.sh.
+
+The script runs for real (bash, curl, unzip, tar) against tiny fixture archives
+served from a local HTTP server on 127.0.0.1, so the download, resume,
+verification and extraction paths are the ones users run. Nothing leaves the
+machine: every test points GOPRO_URLS / REALBLUR_URLS at the local server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import re
+import subprocess
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "data_download.sh"
+REALBLUR_J = "RealBlur-J_ECC_IMCORR_centroid_itensity_ref"
+REALBLUR_R = "RealBlur-R_BM3D_ECC_IMCORR_centroid_itensity_ref"
+# Pair counts of the fixtures below, passed to the script as the expected counts.
+GOPRO_SEQUENCES = {"train": {"GOPR0372_07_00": 2, "GOPR0374_11_01": 1}, "test": {"GOPR0384_11_00": 2}}
+COUNTS_ENV = {
+    "GOPRO_EXPECTED_TRAIN": "3",
+    "GOPRO_EXPECTED_TEST": "2",
+    "REALBLUR_EXPECTED_TRAIN": "3",
+    "REALBLUR_EXPECTED_TEST": "1",
+}
+
+
+def png_bytes(value: int) -> bytes:
+    """A real 4x4 PNG whose pixels encode `value`, so every fixture file differs."""
+    ok, encoded = cv2.imencode(".png", np.full((4, 4, 3), value % 256, np.uint8))
+    assert ok
+    return encoded.tobytes()
+
+
+def gopro_members() -> dict[str, bytes]:
+    """Files of a fake GOPRO_Large, relative to its root."""
+    members, value = {}, 0
+    for split, sequences in GOPRO_SEQUENCES.items():
+        for sequence, frames in sequences.items():
+            for frame in range(1, frames + 1):
+                for kind in ("blur", "blur_gamma", "sharp"):
+                    value += 1
+                    members[f"{split}/{sequence}/{kind}/{frame:06d}.png"] = png_bytes(value)
+    return members
+
+
+def realblur_members() -> dict[str, bytes]:
+    """Files of a fake RealBlur archive root: RealBlur-J (3 train / 1 test pairs) and RealBlur-R."""
+    members, value = {}, 0
+    j_pairs = [f"{REALBLUR_J}/scene{scene:03d}/{{kind}}/{{kind}}_{index}.png"
+               for scene, index in [(1, 1), (1, 2), (2, 1), (3, 1)]]
+    for template in j_pairs + [f"{REALBLUR_R}/scene001/{{kind}}/{{kind}}_1.png"]:
+        for kind in ("gt", "blur"):
+            value += 1
+            members[template.format(kind=kind)] = png_bytes(value)
+    lines = [f"{p.format(kind='gt')} {p.format(kind='blur')}" for p in j_pairs]
+    # Last train line has no newline and the test list has a blank line: both are real-world list quirks.
+    members["RealBlur_J_train_list.txt"] = "\n".join(lines[:3]).encode()
+    members["RealBlur_J_test_list.txt"] = (lines[3] + "\n\n").encode()
+    r_pair = f"{REALBLUR_R}/scene001/gt/gt_1.png {REALBLUR_R}/scene001/blur/blur_1.png\n"
+    members["RealBlur_R_train_list.txt"] = r_pair.encode()
+    members["RealBlur_R_test_list.txt"] = r_pair.encode()
+    return members
+
+
+def zip_bytes(members: dict[str, bytes], top: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(top + name, data)
+    return buffer.getvalue()
+
+
+def tgz_bytes(members: dict[str, bytes]) -> bytes:
+    """A tar.gz with file entries only (no directory entries), the harder case for member selection."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+GOPRO_ZIP = zip_bytes(gopro_members(), "GOPRO_Large/")
+REALBLUR_TGZ = tgz_bytes(realblur_members())
+HTML_PAGE = b"<!DOCTYPE html><html><body>Too many users have viewed or downloaded this file recently.</body></html>"
+
+
+class FixtureServer:
+    """Serves in-memory files on 127.0.0.1 with HTTP Range support and optional cut-off responses.
+
+    Hand-written because http.server.SimpleHTTPRequestHandler ignores Range headers.
+    `requests` records (path, Range header) of every request; `cut_once[path] = n`
+    makes the next response for `path` stop after n body bytes, like a dropped connection.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        self.cut_once: dict[str, int] = {}
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
+
+    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
+        fixture = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:
+                byte_range = self.headers.get("Range")
+                fixture.requests.append((self.path, byte_range))
+                body = fixture.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if byte_range:
+                    match = re.fullmatch(r"bytes=(\d+)-", byte_range)
+                    assert match, f"unexpected Range header {byte_range!r}"
+                    start = int(match.group(1))
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                is_html = body.lstrip().startswith(b"<")
+                self.send_header("Content-Type", "text/html" if is_html else "application/octet-stream")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                cut = fixture.cut_once.pop(self.path, None)
+                self.wfile.write(body[start:] if cut is None else body[start:start + cut])
+                self.close_connection = True
+
+        return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[FixtureServer]:
+    fixture = FixtureServer()
+    fixture.thread.start()
+    yield fixture
+    fixture.httpd.shutdown()
+    fixture.httpd.server_close()
+
+
+def run_script(*args: str, dest: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Runs data_download.sh with bash; inherited dataset settings are dropped so only `env` counts."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GOPRO_", "REALBLUR_", "DOWNLOAD_"))}
+    full_env = {**base, **COUNTS_ENV, "DOWNLOAD_RETRY_DELAY": "0", **env}
+    return subprocess.run(["bash", str(SCRIPT), *args, "--dest", str(dest)], env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def assert_nothing_installed(dest: Path, name: str) -> None:
+    """No final tree and no leftover extraction folder after a failure."""
+    assert not (dest / name).exists()
+    assert list(dest.glob(f".{name}.partial.*")) == []
+
+
+def test_help_and_bad_arguments(tmp_path: Path) -> None:
+    shown = run_script("--help", dest=tmp_path)
+    assert shown.returncode == 0
+    assert "Usage:" in shown.stdout and "--archive PATH" in shown.stdout
+    bad = run_script("imagenet", dest=tmp_path)
+    assert bad.returncode != 0
+    assert "unknown argument 'imagenet'" in bad.stderr
+
+
+@pytest.mark.parametrize("top", ["GOPRO_Large/", ""], ids=["with-top-folder", "train-test-at-root"])
+def test_gopro_download_installs_verified_tree(server: FixtureServer, tmp_path: Path, top: str) -> None:
+    server.files["/GOPRO_Large.zip"] = zip_bytes(gopro_members(), top)
+    result = run_script("gopro", dest=tmp_path, GOPRO_URLS=server.url("/GOPRO_Large.zip"))
+    assert result.returncode == 0, result.stderr
+    installed = tree_files(tmp_path / "GOPRO_Large")
+    marker = installed.pop(".complete").decode()
+    assert installed == gopro_members()
+    assert "train_pairs=3" in marker and "test_pairs=2" in marker
+    assert "train: 3 pairs" in result.stdout and "test: 2 pairs" in result.stdout
+    assert not (tmp_path / "downloads").exists()  # downloaded archive removed after success
+    assert (tmp_path / "GOPRO_Large").stat().st_mode & 0o777 == 0o755  # not mktemp's private 0700
+    assert list(tmp_path.glob(".GOPRO_Large.partial.*")) == []
+
+
+def test_realblur_download_installs_realblur_j(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/RealBlur.tar.gz"] = REALBLUR_TGZ
+    result = run_script("realblur", "--keep-archive", dest=tmp_path, REALBLUR_URLS=server.url("/RealBlur.tar.gz"))
+    assert result.returncode == 0, result.stderr
+    installed = tree_files(tmp_path / "RealBlur")
+    installed.pop(".complete")
+    expected = {name: data for name, data in realblur_members().items()
+                if name.startswith(REALBLUR_J) or name.startswith("RealBlur_J_")}
+    assert installed == expected  # RealBlur-R is left out on purpose
+    assert "train: 3 pairs" in result.stdout and "test: 1 pairs" in result.stdout
+    assert (tmp_path / "downloads" / "RealBlur.tar.gz").read_bytes() == REALBLUR_TGZ
+
+
+def test_second_run_does_nothing(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    env = {"GOPRO_URLS": server.url("/GOPRO_Large.zip")}
+    assert run_script("gopro", dest=tmp_path, **env).returncode == 0
+    before = tree_files(tmp_path / "GOPRO_Large")
+    server.requests.clear()
+    again = run_script("gopro", dest=tmp_path, **env)
+    assert again.returncode == 0, again.stderr
+    assert "already present" in again.stdout
+    assert server.requests == []
+    assert tree_files(tmp_path / "GOPRO_Large") == before
+
+
+@pytest.mark.parametrize(("dataset", "name", "archive", "variable"), [
+    ("gopro", "GOPRO_Large", GOPRO_ZIP, "GOPRO_URLS"),
+    ("realblur", "RealBlur", REALBLUR_TGZ, "REALBLUR_URLS"),
+])
+def test_truncated_archive_is_rejected(server: FixtureServer, tmp_path: Path, dataset: str, name: str,
+                                       archive: bytes, variable: str) -> None:
+    server.files["/archive"] = archive[: len(archive) * 2 // 3]
+    result = run_script(dataset, dest=tmp_path, **{variable: server.url("/archive")})
+    assert result.returncode != 0
+    assert "integrity test (truncated or corrupt)" in result.stderr
+    assert "--archive" in result.stderr  # tells the user what to do by hand
+    assert_nothing_installed(tmp_path, name)
+    assert list((tmp_path / "downloads").iterdir()) == []  # the bad download is not kept
+
+
+def test_html_page_falls_through_to_next_source(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/quota"] = HTML_PAGE
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    urls = f"{server.url('/quota')} {server.url('/GOPRO_Large.zip')}"
+    result = run_script("gopro", dest=tmp_path, GOPRO_URLS=urls)
+    assert result.returncode == 0, result.stderr
+    assert "is an HTML page, not an archive" in result.stderr
+    assert [path for path, _ in server.requests] == ["/quota", "/GOPRO_Large.zip"]
+    assert (tmp_path / "GOPRO_Large" / ".complete").is_file()
+
+
+def test_all_sources_failing_prints_manual_steps(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/quota"] = HTML_PAGE
+    urls = f"{server.url('/quota')} {server.url('/missing.zip')}"
+    result = run_script("gopro", dest=tmp_path, GOPRO_URLS=urls)
+    assert result.returncode != 0
+    assert "is an HTML page" in result.stderr and "HTTP 404" in result.stderr
+    assert "could not get a valid GOPRO_Large.zip from any source" in result.stderr
+    assert "--archive /path/to/GOPRO_Large.zip" in result.stderr
+    assert_nothing_installed(tmp_path, "GOPRO_Large")
+
+
+def test_interrupted_download_resumes_on_next_run(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    cut = len(GOPRO_ZIP) // 2
+    server.cut_once["/GOPRO_Large.zip"] = cut
+    env = {"GOPRO_URLS": server.url("/GOPRO_Large.zip"), "DOWNLOAD_ATTEMPTS": "1"}
+    first = run_script("gopro", dest=tmp_path, **env)
+    assert first.returncode != 0
+    assert "partial file is kept" in first.stderr
+    partial, = (tmp_path / "downloads").glob("GOPRO_Large.zip.*.part")
+    assert partial.stat().st_size == cut
+    assert_nothing_installed(tmp_path, "GOPRO_Large")
+
+    second = run_script("gopro", "--keep-archive", dest=tmp_path, **env)
+    assert second.returncode == 0, second.stderr
+    assert server.requests == [("/GOPRO_Large.zip", None), ("/GOPRO_Large.zip", f"bytes={cut}-")]
+    assert (tmp_path / "downloads" / "GOPRO_Large.zip").read_bytes() == GOPRO_ZIP
+    assert not partial.exists()
+
+
+def test_dropped_connection_is_resumed_within_one_run(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/RealBlur.tar.gz"] = REALBLUR_TGZ
+    cut = len(REALBLUR_TGZ) // 3
+    server.cut_once["/RealBlur.tar.gz"] = cut
+    result = run_script("realblur", dest=tmp_path, REALBLUR_URLS=server.url("/RealBlur.tar.gz"))
+    assert result.returncode == 0, result.stderr
+    assert "resuming, attempt 2 of 3" in result.stdout
+    assert server.requests == [("/RealBlur.tar.gz", None), ("/RealBlur.tar.gz", f"bytes={cut}-")]
+    assert (tmp_path / "RealBlur" / ".complete").is_file()
+
+
+def test_local_archive_needs_no_network(server: FixtureServer, tmp_path: Path) -> None:
+    archive = tmp_path / "browser download" / "GOPRO_Large.zip"  # a space in the path on purpose
+    archive.parent.mkdir()
+    archive.write_bytes(GOPRO_ZIP)
+    dest = tmp_path / "datasets"
+    result = run_script("gopro", "--archive", str(archive), dest=dest, GOPRO_URLS=server.url("/GOPRO_Large.zip"))
+    assert result.returncode == 0, result.stderr
+    assert server.requests == []
+    assert archive.read_bytes() == GOPRO_ZIP  # the user's own archive is never deleted
+    installed = tree_files(dest / "GOPRO_Large")
+    installed.pop(".complete")
+    assert installed == gopro_members()
+
+
+def test_local_archive_that_is_not_an_archive_fails(tmp_path: Path) -> None:
+    page = tmp_path / "RealBlur.tar.gz"
+    page.write_bytes(HTML_PAGE)
+    result = run_script("realblur", "--archive", str(page), dest=tmp_path / "datasets",
+                        REALBLUR_URLS="http://127.0.0.1:9/unused")
+    assert result.returncode != 0
+    assert "is an HTML page" in result.stderr and "is not a valid RealBlur.tar.gz" in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "RealBlur")
+
+
+@pytest.mark.parametrize(("dataset", "name", "archive", "env", "message"), [
+    ("gopro", "GOPRO_Large", GOPRO_ZIP, {"GOPRO_EXPECTED_TRAIN": "2103"},
+     "GOPRO_Large train has 3 blur/sharp pairs, expected 2103"),
+    ("realblur", "RealBlur", REALBLUR_TGZ, {"REALBLUR_EXPECTED_TEST": "980"},
+     "RealBlur test has 1 blur/sharp pairs, expected 980"),
+])
+def test_wrong_pair_count_fails(tmp_path: Path, dataset: str, name: str, archive: bytes,
+                                env: dict[str, str], message: str) -> None:
+    path = tmp_path / "archive"
+    path.write_bytes(archive)
+    result = run_script(dataset, "--archive", str(path), dest=tmp_path / "datasets", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", name)
+
+
+def test_realblur_list_naming_a_missing_file_fails(tmp_path: Path) -> None:
+    members = realblur_members()
+    del members[f"{REALBLUR_J}/scene002/blur/blur_1.png"]
+    path = tmp_path / "RealBlur.tar.gz"
+    path.write_bytes(tgz_bytes(members))
+    result = run_script("realblur", "--archive", str(path), dest=tmp_path / "datasets")
+    assert result.returncode != 0
+    assert f"RealBlur_J_train_list.txt names a missing pair: '{REALBLUR_J}/scene002/gt/gt_1.png'" in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "RealBlur")
+
+
+def test_archive_without_expected_top_folder_fails(tmp_path: Path) -> None:
+    path = tmp_path / "GOPRO_Large.zip"
+    path.write_bytes(zip_bytes({"readme.txt": b"not GOPRO"}, "other/"))
+    result = run_script("gopro", "--archive", str(path), dest=tmp_path / "datasets")
+    assert result.returncode != 0
+    assert "no [GOPRO_Large/]train/<sequence>/sharp/*.png" in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "GOPRO_Large")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"GOPRO_SIZE": str(len(GOPRO_ZIP) + 1)}, f"has {len(GOPRO_ZIP)} bytes, expected {len(GOPRO_ZIP) + 1}"),
+    ({"GOPRO_SHA256": "0" * 64}, "sha256 is " + hashlib.sha256(GOPRO_ZIP).hexdigest()),
+    ({"GOPRO_SIZE": str(len(GOPRO_ZIP)), "GOPRO_SHA256": hashlib.sha256(GOPRO_ZIP).hexdigest()}, None),
+], ids=["wrong-size", "wrong-sha256", "matching-size-and-sha256"])
+def test_expected_size_and_checksum(server: FixtureServer, tmp_path: Path, env: dict[str, str],
+                                    message: str | None) -> None:
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    result = run_script("gopro", dest=tmp_path, GOPRO_URLS=server.url("/GOPRO_Large.zip"), **env)
+    if message is None:
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "GOPRO_Large" / ".complete").is_file()
+    else:
+        assert result.returncode != 0
+        assert message in result.stderr
+        assert_nothing_installed(tmp_path, "GOPRO_Large")
+
+
+def test_unmarked_existing_folder_is_left_alone(server: FixtureServer, tmp_path: Path) -> None:
+    own = tmp_path / "GOPRO_Large" / "notes.txt"
+    own.parent.mkdir()
+    own.write_text("mine")
+    result = run_script("gopro", dest=tmp_path, GOPRO_URLS=server.url("/GOPRO_Large.zip"))
+    assert result.returncode != 0
+    assert "exists but has no .complete marker" in result.stderr
+    assert own.read_text() == "mine"
+    assert server.requests == []
