@@ -463,6 +463,7 @@ class PairedFrameDataset(Dataset):
             target = target[top * ratio : top * ratio + size, left * ratio : left * ratio + size]
         if self.augment:
             source, target = _augment([source, target], rng)
+        source, target = np.array(source), np.array(target)  # own, writable copies (not read-only cache pages)
         return self._make_input(image_to_tensor(source)[0], rng), image_to_tensor(target)[0]
 
 

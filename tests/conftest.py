@@ -1,0 +1,43 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from helpers.cache import uint8_image
+from helpers.degrade import motion_blur, resize
+from helpers.io import write_image
+
+
+def make_gopro_tree(
+    root: Path, sequences: dict[str, int] | None = None, frames: int = 2, size: tuple[int, int] = (128, 72)
+) -> Path:
+    """Write a tiny GOPRO_Large-shaped tree: root/<split>/<sequence>/{sharp,blur}/NNNNNN.png.
+
+    ``sequences`` maps split -> number of sequences; frames are ``size`` (width, height) crops of
+    scikit-image's astronaut, the blurry ones made with ``motion_blur``.
+    """
+    sequences = sequences or {"train": 4, "test": 1}
+    photo = skimage.data.astronaut().astype(np.float32) / 255.0
+    rng = np.random.default_rng(0)
+    width, height = size
+    for split, count in sequences.items():
+        for number in range(count):
+            for frame in range(frames):
+                top, left = 20 * number + 3 * frame, 10 * number + 5 * frame
+                crop = resize(photo[top : top + 2 * height, left : left + 2 * width], width, height)
+                sequence = root / split / f"seq{number:02d}"
+                write_image(sequence / "sharp" / f"{frame:06d}.png", uint8_image(crop))
+                blurred = motion_blur(crop, rng, max_shift=6)
+                write_image(sequence / "blur" / f"{frame:06d}.png", uint8_image(blurred))
+    return root
+
+
+@pytest.fixture
+def gopro_root(tmp_path: Path) -> Path:
+    """A fresh tiny GOPRO tree (4 train sequences, 1 test sequence, 2 frames each, 128x72)."""
+    return make_gopro_tree(tmp_path / "GOPRO_Large")

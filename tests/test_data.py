@@ -1,0 +1,309 @@
+"""Readers, splits, generated sets and stage datasets on tiny data written by the tests."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from helpers import data
+from helpers.data import (
+    DeblurDataset,
+    DenoiseDataset,
+    FolderPairs,
+    GoproPairs,
+    PipelineDataset,
+    RealBlurPairs,
+    SuperResolutionDataset,
+    build_dataset,
+    build_folder_set,
+    build_sample_set,
+    pairs_for,
+    resolve_source,
+    split_by_sequence,
+)
+from helpers.io import read_image, write_image
+
+
+def solid(colour: int, width: int = 128, height: int = 72) -> np.ndarray:
+    return np.full((height, width, 3), colour, np.uint8)
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def test_gopro_pairs_lists_every_frame_with_its_sequence(gopro_root: Path) -> None:
+    train = GoproPairs(gopro_root, "train")
+    assert len(train) == 8 and train.sequences == ["seq00", "seq01", "seq02", "seq03"]
+    first = train[0]
+    assert first.name == "seq00/000000" and first.sequence == "seq00"
+    assert first.sharp == gopro_root / "train/seq00/sharp/000000.png"
+    assert first.blurry == gopro_root / "train/seq00/blur/000000.png"
+    assert len(GoproPairs(gopro_root, "test")) == 2
+
+
+def test_gopro_pairs_errors_name_the_path(gopro_root: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere/train"):
+        GoproPairs(gopro_root / "nowhere", "train")
+    with pytest.raises(FileNotFoundError, match="blur_gamma"):
+        GoproPairs(gopro_root, "train", blur_folder="blur_gamma")
+    (gopro_root / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no sequence folders"):
+        GoproPairs(gopro_root, "empty")
+    for png in (gopro_root / "test/seq00/blur").iterdir():
+        png.unlink()
+    with pytest.raises(FileNotFoundError, match=r"seq00/blur: no images"):
+        GoproPairs(gopro_root, "test")
+    write_image(gopro_root / "train/seq01/sharp/000099.png", solid(0))
+    with pytest.raises(ValueError, match=r"seq01: 1 frames have no sharp/blurry partner: 000099"):
+        GoproPairs(gopro_root, "train")
+
+
+def write_realblur(root: Path) -> Path:
+    lines = []
+    for scene in ("scene001", "scene002"):
+        for number in (1, 2):
+            for kind in ("gt", "blur"):
+                write_image(root / "RealBlur-J_ECC" / scene / kind / f"{kind}_{number}.png", solid(40 * number))
+            lines.append(f"RealBlur-J_ECC/{scene}/gt/gt_{number}.png RealBlur-J_ECC/{scene}/blur/blur_{number}.png")
+    (root / "RealBlur_J_train_list.txt").write_text("\n".join(lines) + "\n\n")
+    return root
+
+
+def test_realblur_list_parsing_and_errors(tmp_path: Path) -> None:
+    root = write_realblur(tmp_path / "RealBlur")
+    pairs = RealBlurPairs(root, "train")
+    assert len(pairs) == 4 and pairs.sequences == ["scene001", "scene002"]
+    assert pairs[1].sharp == root / "RealBlur-J_ECC/scene001/gt/gt_2.png"
+    assert pairs[1].blurry == root / "RealBlur-J_ECC/scene001/blur/blur_2.png"
+    with pytest.raises(FileNotFoundError, match="RealBlur_J_test_list.txt"):
+        RealBlurPairs(root, "test")
+    (root / "RealBlur-J_ECC/scene002/blur/blur_1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="scene002/blur/blur_1.png"):
+        RealBlurPairs(root, "train")
+    (root / "RealBlur_J_test_list.txt").write_text("only_one_path.png\n")
+    with pytest.raises(ValueError, match=r"RealBlur_J_test_list.txt:1"):
+        RealBlurPairs(root, "test")
+
+
+def test_folder_pairs_match_by_stem(tmp_path: Path) -> None:
+    for stem in ("clipA_0001", "clipA_0002", "clipB_0001"):
+        write_image(tmp_path / "sharp" / f"{stem}.png", solid(10))
+        write_image(tmp_path / "blurry" / f"{stem}.jpg", solid(10))
+    pairs = FolderPairs(tmp_path / "sharp", tmp_path / "blurry")
+    assert [p.name for p in pairs] == ["clipA_0001", "clipA_0002", "clipB_0001"]
+    assert pairs.sequences == ["clipA", "clipB"]
+    assert pairs[2].blurry == tmp_path / "blurry/clipB_0001.jpg"
+    write_image(tmp_path / "blurry" / "stray.png", solid(0))
+    with pytest.raises(ValueError, match="stray"):
+        FolderPairs(tmp_path / "sharp", tmp_path / "blurry")
+    (tmp_path / "none").mkdir()
+    with pytest.raises(FileNotFoundError, match="none: no images"):
+        FolderPairs(tmp_path / "none", tmp_path / "blurry")
+
+
+def test_split_by_sequence_never_shares_a_sequence(gopro_root: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    train, val = split_by_sequence(pairs, 0.25, seed=3)
+    assert {p.sequence for p in train}.isdisjoint({p.sequence for p in val})
+    assert len({p.sequence for p in val}) == 1 and len(train) + len(val) == len(pairs)
+    assert split_by_sequence(pairs, 0.25, seed=3) == (train, val)
+    chosen = {tuple(p.sequence for p in split_by_sequence(pairs, 0.25, seed)[1]) for seed in range(10)}
+    assert len(chosen) > 1  # the seed picks which sequences validate
+    assert split_by_sequence(pairs, 0.0)[1] == []
+
+
+def test_resolve_source_and_pairs_for(gopro_root: Path) -> None:
+    spec = f"gopro:{gopro_root}"
+    train, val, test = (pairs_for(spec, split) for split in ("train", "val", "test"))
+    assert len(train) == 6 and len(val) == 2 and len(test) == 2
+    assert not {p.sequence for p in train} & {p.sequence for p in val}
+    assert resolve_source(spec).pairs("val", val_fraction=0.5, seed=1) != []
+    for bad in ("gopro", "nonsense:x", "pairs:only_one_dir"):
+        with pytest.raises(ValueError, match="unknown data source"):
+            resolve_source(bad)
+    with pytest.raises(ValueError, match="unknown split"):
+        resolve_source(spec).pairs("validation")
+
+
+# ----------------------------------------------------------------------------- generated sets
+
+
+def test_sample_set_builds_offline_once_and_rebuilds_if_incomplete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("the sample set must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    root = build_sample_set(tmp_path)
+    train, test = GoproPairs(root, "train"), GoproPairs(root, "test")
+    assert len(train.sequences) == 6 and len(test.sequences) == 2 and len(train) == 12
+    assert not set(train.sequences) & set(test.sequences)
+    sharp, blurry = read_image(train[0].sharp), read_image(train[0].blurry)
+    assert sharp.shape == blurry.shape == (720, 1280, 3)
+    assert np.abs(sharp.astype(int) - blurry.astype(int)).mean() > 1  # actually blurred
+
+    marker = root / ".complete"
+    stamp = marker.stat().st_mtime_ns
+    monkeypatch.setattr(data, "_write_sequence", lambda *a: pytest.fail("rebuilt a complete sample set"))
+    assert build_sample_set(tmp_path) == root and marker.stat().st_mtime_ns == stamp
+    monkeypatch.undo()
+
+    marker.unlink()  # as if the build had been killed before finishing
+    rebuilt = build_sample_set(tmp_path)
+    assert (rebuilt / ".complete").is_file()
+    assert np.array_equal(read_image(GoproPairs(rebuilt, "train")[0].blurry), blurry)  # deterministic
+
+
+def test_build_folder_set_degrades_user_photos(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for clip in ("a", "b", "c"):
+        for number in range(2):
+            write_image(photos / clip / f"{number}.png", rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    (photos / "c" / "broken.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        root = build_folder_set(photos, root=tmp_path / "cache")
+    train, test = GoproPairs(root, "train"), GoproPairs(root, "test")
+    assert train.sequences == ["a", "b"] and test.sequences == ["c"]
+    assert read_image(train[0].sharp).shape == (720, 1280, 3)
+    assert build_folder_set(photos, root=tmp_path / "cache") == root  # cached
+    flat = tmp_path / "flat"
+    for number in range(5):
+        write_image(flat / f"{number:03d}.png", solid(9 * number, 160, 90))
+    flat_root = build_folder_set(flat, root=tmp_path / "cache", frames_per_sequence=2)
+    assert GoproPairs(flat_root, "train").sequences == ["part000", "part001"]
+    assert GoproPairs(flat_root, "test").sequences == ["part002"]
+
+
+# ----------------------------------------------------------------------------- stage datasets
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_stage_datasets_shapes_and_ranges(gopro_root: Path, tmp_path: Path, cached: bool) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    cache = tmp_path / "cache" if cached else None
+    expected = {
+        "dncnn": ((3, 48, 48), (3, 48, 48)),
+        "unet": ((3, 48, 48), (3, 48, 48)),
+        "edsr": ((3, 48, 48), (3, 96, 96)),
+        "pipeline": ((3, 360, 640), (3, 720, 1280)),
+    }
+    for stage, (input_shape, target_shape) in expected.items():
+        options = {"cache_dir": cache} if stage == "pipeline" else {"patch_size": 48, "cache_dir": cache}
+        dataset = build_dataset(stage, pairs, **options)
+        assert len(dataset) == len(pairs)
+        source, target = dataset[len(dataset) - 1]
+        assert tuple(source.shape) == input_shape and tuple(target.shape) == target_shape
+        for tensor in (source, target):
+            assert tensor.dtype == torch.float32 and 0.0 <= tensor.min() and tensor.max() <= 1.0
+    with pytest.raises(ValueError, match="unknown stage"):
+        build_dataset("gan", pairs)
+
+
+def test_full_frames_keep_portrait_orientation(tmp_path: Path) -> None:
+    write_image(tmp_path / "s" / "p_1.png", solid(100, 72, 128))
+    write_image(tmp_path / "b" / "p_1.png", solid(90, 72, 128))
+    source, target = PipelineDataset(FolderPairs(tmp_path / "s", tmp_path / "b"))[0]
+    assert source.shape == (3, 640, 360) and target.shape == (3, 1280, 720)
+    assert torch.allclose(source, torch.full_like(source, 90 / 255)) and torch.allclose(target, torch.full_like(target, 100 / 255))
+
+
+def test_denoise_input_is_target_plus_noise_of_sigma(gopro_root: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    clean_input, clean_target = DenoiseDataset(pairs, patch_size=64, sigma=0.0)[3]
+    assert torch.equal(clean_input, clean_target)  # sigma 0: the same crop and augmentation on both
+    noisy, target = DenoiseDataset(pairs, patch_size=None, sigma=15.0, augment=False)[0]
+    residual = (noisy - target)[(target > 0.1) & (target < 0.9)] * 255  # away from clipping
+    assert residual.std().item() == pytest.approx(15.0, rel=0.05)
+    ranged = DenoiseDataset(pairs, patch_size=None, sigma=(0.0, 55.0), augment=False)
+    stds = {round(((x - y) * 255).std().item()) for x, y in (ranged[i] for i in range(4))}
+    assert len(stds) > 1  # sigma drawn per item
+
+
+def test_super_resolution_augmentation_is_paired(gopro_root: Path) -> None:
+    dataset = SuperResolutionDataset(GoproPairs(gopro_root, "train"), patch_size=32, augment=True, seed=5)
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        for index in range(len(dataset)):
+            low, high = dataset[index]
+            assert high.shape[-1] == 2 * low.shape[-1]
+            # The low-res frame is the antialiased 2x downscale of the high-res one, patch by patch.
+            assert (F.avg_pool2d(high[None], 2)[0] - low).abs().max() <= 1.5 / 255
+
+
+def test_deblur_patches_come_from_the_same_place(gopro_root: Path) -> None:
+    dataset = DeblurDataset(GoproPairs(gopro_root, "train"), patch_size=40, augment=True, seed=1)
+    for index in range(len(dataset)):
+        blurry, sharp = dataset[index]
+        assert (blurry.mean() - sharp.mean()).abs() < 0.03  # blur keeps the local mean
+        assert (blurry - sharp).abs().mean() < 0.08
+
+
+def test_items_depend_only_on_seed_epoch_index(gopro_root: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    first = DeblurDataset(pairs, patch_size=32, seed=0, samples_per_frame=2)
+    second = DeblurDataset(pairs, patch_size=32, seed=0, samples_per_frame=2)
+    assert len(first) == 16
+    for index in (0, 5, 15):
+        assert all(torch.equal(a, b) for a, b in zip(first[index], second[index]))
+    assert not torch.equal(first[0][0], first[1][0])  # repeated frame, different patch
+    epoch0 = first[4][0]
+    first.set_epoch(1)
+    assert not torch.equal(epoch0, first[4][0])
+    first.set_epoch(0)
+    assert torch.equal(epoch0, first[4][0])
+    other_seed = DeblurDataset(pairs, patch_size=32, seed=1, samples_per_frame=2)
+    assert not torch.equal(epoch0, other_seed[4][0])
+
+
+def test_items_do_not_depend_on_dataloader_workers(gopro_root: Path, tmp_path: Path) -> None:
+    dataset = DenoiseDataset(GoproPairs(gopro_root, "train"), patch_size=32, sigma=(0, 50), cache_dir=tmp_path)
+    dataset.set_epoch(3)
+    batches = [
+        torch.cat([x for x, _ in DataLoader(dataset, batch_size=3, num_workers=workers)])
+        for workers in (0, 2)
+    ]
+    assert torch.equal(batches[0], batches[1])
+
+
+def test_deblur_mixes_extra_pairs_by_ratio(gopro_root: Path, tmp_path: Path) -> None:
+    for number in range(3):
+        write_image(tmp_path / "xs" / f"x_{number}.png", solid(250))
+        write_image(tmp_path / "xb" / f"x_{number}.png", solid(240))
+    extra = FolderPairs(tmp_path / "xs", tmp_path / "xb")
+    pairs = GoproPairs(gopro_root, "train")
+
+    def extra_fraction(ratio: float) -> float:
+        dataset = DeblurDataset(
+            pairs, patch_size=16, extra_pairs=extra, extra_ratio=ratio, samples_per_frame=25, cache_dir=tmp_path / "c"
+        )
+        return np.mean([torch.all(dataset[i][1] == 250 / 255).item() for i in range(len(dataset))])
+
+    assert extra_fraction(1.0) == 1.0
+    assert 0.2 < extra_fraction(0.3) < 0.4
+    with pytest.raises(ValueError, match="extra_pairs"):
+        DeblurDataset(pairs, extra_ratio=0.5)
+
+
+def test_unreadable_frames_are_skipped_with_a_warning(gopro_root: Path, tmp_path: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    pairs[2].blurry.write_bytes(b"\x89PNG truncated")
+    with pytest.warns(UserWarning, match=r"skipped 1 of 8 unreadable frames; first: .*000000.png"):
+        cached = DeblurDataset(pairs, patch_size=16, cache_dir=tmp_path)
+    assert len(cached) == 7
+    lazy = DeblurDataset(pairs, patch_size=16)  # decodes per item: finds out on access
+    with pytest.warns(UserWarning, match="skipping unreadable frame"):
+        blurry, _ = lazy[2]
+    assert blurry.shape == (3, 16, 16)
+
+
+def test_patch_larger_than_frame_is_an_error(gopro_root: Path) -> None:
+    with pytest.raises(ValueError, match="patch_size 400"):
+        DenoiseDataset(GoproPairs(gopro_root, "train"), patch_size=400)[0]
