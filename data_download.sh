@@ -315,7 +315,7 @@ EOF
 count_gopro_pairs() {
     (
         cd "$1"
-        comm -12 \
+        LC_ALL=C comm -12 \
             <(find . -path '*/sharp/*.png' -type f | sed 's#/sharp/#/#' | LC_ALL=C sort) \
             <(find . -path '*/blur/*.png' -type f | sed 's#/blur/#/#' | LC_ALL=C sort)
     ) | wc -l | tr -d ' '

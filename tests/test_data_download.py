@@ -104,13 +104,15 @@ class FixtureServer:
 
     Hand-written because http.server.SimpleHTTPRequestHandler ignores Range headers.
     `requests` records (path, Range header) of every request; `cut_once[path] = n`
-    makes the next response for `path` stop after n body bytes, like a dropped connection.
+    makes the next response for `path` stop after n body bytes, like a dropped connection;
+    `ignore_range = True` answers every request with the whole file, like servers without resume.
     """
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
         self.cut_once: dict[str, int] = {}
+        self.ignore_range = False
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
@@ -133,7 +135,7 @@ class FixtureServer:
                     self.send_error(404)
                     return
                 start = 0
-                if byte_range:
+                if byte_range and not fixture.ignore_range:
                     match = re.fullmatch(r"bytes=(\d+)-", byte_range)
                     assert match, f"unexpected Range header {byte_range!r}"
                     start = int(match.group(1))
@@ -149,7 +151,8 @@ class FixtureServer:
                     self.send_response(200)
                 is_html = body.lstrip().startswith(b"<")
                 self.send_header("Content-Type", "text/html" if is_html else "application/octet-stream")
-                self.send_header("Accept-Ranges", "bytes")
+                if not fixture.ignore_range:
+                    self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 cut = fixture.cut_once.pop(self.path, None)
@@ -198,6 +201,7 @@ def test_help_and_bad_arguments(tmp_path: Path) -> None:
 @pytest.mark.parametrize("top", ["GOPRO_Large/", ""], ids=["with-top-folder", "train-test-at-root"])
 def test_gopro_download_installs_verified_tree(server: FixtureServer, tmp_path: Path, top: str) -> None:
     server.files["/GOPRO_Large.zip"] = zip_bytes(gopro_members(), top)
+    (tmp_path / ".GOPRO_Large.partial.killed").mkdir()  # left by a run killed mid-extraction
     result = run_script("gopro", dest=tmp_path, GOPRO_URLS=server.url("/GOPRO_Large.zip"))
     assert result.returncode == 0, result.stderr
     installed = tree_files(tmp_path / "GOPRO_Large")
@@ -301,6 +305,41 @@ def test_dropped_connection_is_resumed_within_one_run(server: FixtureServer, tmp
     assert "resuming, attempt 2 of 3" in result.stdout
     assert server.requests == [("/RealBlur.tar.gz", None), ("/RealBlur.tar.gz", f"bytes={cut}-")]
     assert (tmp_path / "RealBlur" / ".complete").is_file()
+
+
+def test_server_without_range_support_restarts_download(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    server.ignore_range = True
+    server.cut_once["/GOPRO_Large.zip"] = len(GOPRO_ZIP) // 2
+    result = run_script("gopro", dest=tmp_path, GOPRO_URLS=server.url("/GOPRO_Large.zip"))
+    assert result.returncode == 0, result.stderr
+    assert "server cannot resume" in result.stdout
+    # A ranged request answered with 200 is refused by curl, then the download starts over.
+    assert [rng is not None for _, rng in server.requests] == [False, True, False]
+    assert (tmp_path / "GOPRO_Large" / ".complete").is_file()
+
+
+def test_whole_partial_file_left_by_a_killed_run_is_used(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    server.cut_once["/GOPRO_Large.zip"] = 10
+    env = {"GOPRO_URLS": server.url("/GOPRO_Large.zip"), "DOWNLOAD_ATTEMPTS": "1"}
+    assert run_script("gopro", dest=tmp_path, **env).returncode != 0
+    partial, = (tmp_path / "downloads").glob("GOPRO_Large.zip.*.part")
+    partial.write_bytes(GOPRO_ZIP)  # as if killed after the last byte, before verification
+    result = run_script("gopro", dest=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert server.requests[-1] == ("/GOPRO_Large.zip", f"bytes={len(GOPRO_ZIP)}-")  # answered 416
+    assert (tmp_path / "GOPRO_Large" / ".complete").is_file()
+
+
+def test_all_installs_what_it_can_and_reports_the_failure(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    result = run_script("all", dest=tmp_path, GOPRO_URLS=server.url("/GOPRO_Large.zip"),
+                        REALBLUR_URLS=server.url("/RealBlur.tar.gz"))
+    assert result.returncode != 0
+    assert "failed: realblur" in result.stderr
+    assert (tmp_path / "GOPRO_Large" / ".complete").is_file()
+    assert_nothing_installed(tmp_path, "RealBlur")
 
 
 def test_local_archive_needs_no_network(server: FixtureServer, tmp_path: Path) -> None:
