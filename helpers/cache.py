@@ -50,12 +50,9 @@ def load_frame(path: str | os.PathLike, scale: int) -> np.ndarray:
     """
     if scale not in (1, HIGH_RES_SCALE):
         raise ValueError(f"scale must be 1 (640x360) or {HIGH_RES_SCALE} (1280x720), got {scale}")
-    frame = resize_to_frame(
-        float_image(read_image(path)), FRAME_LONG * HIGH_RES_SCALE, FRAME_SHORT * HIGH_RES_SCALE
-    )
-    if scale != HIGH_RES_SCALE:
-        frame = downscale(frame, HIGH_RES_SCALE // scale)
-    return uint8_image(frame)
+    # Resized as uint8 (OpenCV rounds): a float round trip would cost more than the PNG decode.
+    frame = resize_to_frame(read_image(path), FRAME_LONG * HIGH_RES_SCALE, FRAME_SHORT * HIGH_RES_SCALE)
+    return frame if scale == HIGH_RES_SCALE else downscale(frame, HIGH_RES_SCALE // scale)
 
 
 class DecodedFrames:

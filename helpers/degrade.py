@@ -1,7 +1,9 @@
 """Synthetic degradations: Gaussian noise, GOPRO-style motion blur, resizing to frame sizes.
 
 Every function takes and returns numpy float32 RGB images (H, W, 3) in [0, 1]; random ones
-take an ``np.random.Generator`` so the same seed always gives the same degradation.
+take an ``np.random.Generator`` so the same seed always gives the same degradation. The
+geometric ones (``resize``, ``downscale``, ``crop_to_aspect``, ``resize_to_frame``) also take
+uint8 images and keep the dtype, so frames can be prepared without a float round trip.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ _INTERPOLATION = {
 }
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def _check_image(image: np.ndarray, allow_uint8: bool = False) -> np.ndarray:
+    """An RGB (H, W, 3) array as float32, or left uint8 when ``allow_uint8``."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
-    return np.asarray(image, dtype=np.float32)
+    return image if allow_uint8 and image.dtype == np.uint8 else np.asarray(image, dtype=np.float32)
 
 
 # Hand-written in numpy (the standard IEC 61966-2-1 curve): kornia.color's rgb_to_linear_rgb needs
@@ -61,18 +64,19 @@ def add_gaussian_noise(image: np.ndarray, sigma: float, rng: np.random.Generator
 
 def resize(image: np.ndarray, width: int, height: int, method: ResizeMethod = "area") -> np.ndarray:
     """Resize with OpenCV; "area" averages source pixels, the antialiased choice for shrinking."""
-    image = _check_image(image)
+    image = _check_image(image, allow_uint8=True)
     if method not in _INTERPOLATION:
         raise ValueError(f"unknown resize method {method!r}; choose one of {sorted(_INTERPOLATION)}")
     if (image.shape[1], image.shape[0]) == (width, height):
         return image.copy()
     resized = cv2.resize(image, (int(width), int(height)), interpolation=_INTERPOLATION[method])
-    return np.clip(resized, 0.0, 1.0) if method in ("bicubic", "lanczos") else resized
+    overshoots = method in ("bicubic", "lanczos") and resized.dtype != np.uint8  # uint8 saturates in OpenCV
+    return np.clip(resized, 0.0, 1.0) if overshoots else resized
 
 
 def downscale(image: np.ndarray, factor: int = 2, method: ResizeMethod = "area") -> np.ndarray:
     """Shrink by an integer ``factor`` (height and width must divide exactly), antialiased by default."""
-    image = _check_image(image)
+    image = _check_image(image, allow_uint8=True)
     height, width = image.shape[:2]
     if height % factor or width % factor:
         raise ValueError(f"image size {width}x{height} is not divisible by the downscale factor {factor}")
@@ -86,7 +90,7 @@ def frame_size(height: int, width: int, long_side: int = 640, short_side: int = 
 
 def crop_to_aspect(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Centre crop to the aspect ratio width:height, cutting as little as possible."""
-    image = _check_image(image)
+    image = _check_image(image, allow_uint8=True)
     rows, cols = image.shape[:2]
     if cols * height > rows * width:  # too wide: trim the sides
         new_cols = max(1, round(rows * width / height))
@@ -107,7 +111,7 @@ def resize_to_frame(
     notebooks did (a 4:3 photo comes out squashed). GOPRO frames are already 16:9, where both agree.
     Shrinking uses area averaging (antialiased), enlarging uses bicubic interpolation.
     """
-    image = _check_image(image)
+    image = _check_image(image, allow_uint8=True)
     width, height = frame_size(image.shape[0], image.shape[1], long_side, short_side)
     if fit == "crop":
         image = crop_to_aspect(image, width, height)

@@ -140,3 +140,13 @@ def test_resize_to_frame_crops_to_aspect_without_distortion() -> None:
 def test_rejects_non_rgb_input() -> None:
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         degrade.motion_blur(np.zeros((8, 8), np.float32), np.random.default_rng(0))
+
+
+def test_geometric_functions_keep_uint8() -> None:
+    image = (np.random.default_rng(4).random((90, 160, 3)) * 255).round().astype(np.uint8)
+    small = degrade.downscale(image, 2)
+    assert small.dtype == np.uint8
+    reference = skimage.transform.downscale_local_mean(image.astype(np.float64), (2, 2, 1))
+    assert np.abs(small - reference).max() <= 0.5 + 1e-9  # rounded area mean
+    enlarged = degrade.resize_to_frame(image, 1280, 720)
+    assert enlarged.dtype == np.uint8 and enlarged.shape == (720, 1280, 3)
