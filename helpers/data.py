@@ -216,6 +216,8 @@ def _build_once(target: Path, description: str, fill: Callable[[Path], None]) ->
     try:
         fill(temp)
         (temp / ".complete").write_text(description + "\n")
+        if (target / ".complete").is_file():  # another process finished first: keep its copy
+            return target
         if target.exists():  # an incomplete earlier build
             shutil.rmtree(target)
         os.replace(temp, target)
