@@ -1,0 +1,280 @@
+"""The restoration cascade: DnCNN (denoise) -> UNet (deblur) -> EDSR (x2) -> unsharp mask, on any image size.
+
+``Restorer`` runs the stages in that fixed order (any of them can be switched off), clamping to [0, 1]
+between stages, on images, batches of frames or tensors, whole or in tiles.
+
+Tiling ("crop the padding"): the image is cut into a grid of ``tile`` x ``tile`` cores; each core is
+run through the WHOLE cascade together with ``tile_overlap`` pixels of real image around it (less at
+the image border, where the untiled run sees the same border), and only the core of the result is
+kept, so every output pixel comes from exactly one tile and no blending weights are needed. Tile
+windows start on multiples of the UNet's 2**depth, so its max-pooling grid and bottom/right padding
+match the untiled run; the only difference left is what lies beyond ``tile_overlap`` pixels of the
+cascade's receptive field. The image (and the assembled result) stay in host memory: only one padded
+tile at a time is moved to the device and its result moved back.
+
+Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
+that compute it natively), float32 otherwise or with ``fp32=True``. A frame or tile whose
+reduced-precision result holds inf/NaN in any stage is redone in float32, with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_model
+from .checks import check_image_batch
+from .inference import autocast_for, inference_dtype, pick_device, prepare_for_inference, prepare_input
+from .io import image_to_tensor, tensor_to_image
+from .models import UNet, UnsharpMask
+
+__all__ = ["DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "Restorer"]
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+STAGES = ("dncnn", "unet", "edsr", "unsharp")
+NETWORK_STAGES = ("dncnn", "unet", "edsr")
+FRAME_SIZE = (640, 360)  # (width, height) the networks were trained for; portrait frames use (360, 640)
+
+
+def _canonical_stages(stages: Iterable[str]) -> tuple[str, ...]:
+    """Validate stage names and return them in the cascade's fixed order."""
+    requested = [stage.strip().lower() for stage in stages if stage.strip()]
+    unknown = sorted(set(requested) - set(STAGES))
+    if unknown:
+        raise ValueError(f"stages: unknown {unknown}, expected a subset of {', '.join(STAGES)}")
+    if not requested:
+        raise ValueError(f"stages: none given, expected a subset of {', '.join(STAGES)}")
+    return tuple(stage for stage in STAGES if stage in requested)
+
+
+def _size_multiple(model: nn.Module) -> int:
+    """Grid a network's output depends on: the UNet pools 2**depth times, the others are shift-equivariant."""
+    return 2**model.depth if isinstance(model, UNet) else 1
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _tile_spans(length: int, tile: int, overlap: int, multiple: int, min_size: int) -> list[tuple[int, int, int, int]]:
+    """(core_start, core_end, window_start, window_end) along one axis; windows start on ``multiple``.
+
+    ``tile`` and ``overlap`` must already be multiples of ``multiple``. A window too small for the
+    networks (a thin last core near the border) is widened towards the image's start.
+    """
+    spans = []
+    for start in range(0, length, tile):
+        end = min(start + tile, length)
+        window_start, window_end = max(0, start - overlap), min(length, end + overlap)
+        if window_end - window_start < min_size:
+            window_start = max(0, window_end - min_size) // multiple * multiple
+            window_end = min(length, max(window_end, window_start + min_size))
+        spans.append((start, end, window_start, window_end))
+    return spans
+
+
+class Restorer:
+    """DnCNN -> UNet -> EDSR -> unsharp mask on RGB images of any size (see the module docstring).
+
+    Args:
+        models: networks by stage name ('dncnn', 'unet', 'edsr'); only those of enabled stages are used.
+        stages: the stages to run, any subset of ``STAGES``; they always run in the cascade's order.
+        scale: 2 runs EDSR (the output is twice the input size); 1 enhances in place without EDSR.
+        device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
+        tile: core size of a tile in input pixels; 0 processes whole images.
+        tile_overlap: pixels of context around each tile (rounded up to the UNet's 2**depth).
+        fp32: never use reduced precision.
+        unsharp: the sharpening stage (default ``UnsharpMask()``).
+        resize_to_frame: first resize inputs to 640x360 (360x640 if portrait), with a warning.
+        half_dtype: reduced-precision type for autocast; default: ``helpers.inference.inference_dtype``
+            (float16 on CUDA). Tests force ``torch.bfloat16`` on CPU to exercise the float32 fallback.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, nn.Module],
+        stages: Sequence[str] = STAGES,
+        scale: int = 2,
+        device: str | torch.device = "auto",
+        tile: int = 0,
+        tile_overlap: int = 32,
+        fp32: bool = False,
+        unsharp: UnsharpMask | None = None,
+        resize_to_frame: bool = False,
+        half_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.stages = _canonical_stages(stages)
+        if "edsr" in self.stages and scale == 1:
+            raise ValueError("scale 1 enhances in place: drop the 'edsr' stage or ask for scale 2")
+        if "edsr" not in self.stages and scale != 1:
+            raise ValueError(f"scale {scale} needs the 'edsr' stage (stages given: {', '.join(self.stages)})")
+        missing = [stage for stage in self.stages if stage in NETWORK_STAGES and stage not in models]
+        if missing:
+            raise ValueError(f"no network given for stage(s) {', '.join(missing)}")
+        if "edsr" in self.stages and getattr(models["edsr"], "scale", scale) != scale:
+            raise ValueError(f"scale {scale} asked for, but the EDSR network upscales x{models['edsr'].scale}")
+        if tile < 0 or tile_overlap < 0:
+            raise ValueError(f"tile and tile_overlap: expected >= 0, received {tile} and {tile_overlap}")
+        self.scale = scale
+        self.device = pick_device(str(device))
+        self.dtype = None if fp32 else (half_dtype or inference_dtype(self.device))
+        self.resize_to_frame = resize_to_frame
+        self.models: dict[str, nn.Module] = {
+            stage: prepare_for_inference(models[stage], self.device) for stage in self.stages if stage in NETWORK_STAGES
+        }
+        if "unsharp" in self.stages:
+            self.models["unsharp"] = (unsharp or UnsharpMask()).to(self.device).eval()
+        self.min_size = max((getattr(model, "min_size", 1) for model in self.models.values()), default=1)
+        self.size_multiple = math.lcm(*(_size_multiple(model) for model in self.models.values()))
+        self.tile = _round_up(tile, self.size_multiple)
+        self.tile_overlap = _round_up(tile_overlap, self.size_multiple)
+
+    @classmethod
+    def from_weights(cls, weights_dir: str | os.PathLike | None = None, **options) -> Restorer:
+        """Load the enabled stages' networks from ``weights_dir`` (default ``DEFAULT_WEIGHTS_DIR``)/<stage>.pt."""
+        weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
+        stages = _canonical_stages(options.get("stages", STAGES))
+        models = {}
+        for stage in (stage for stage in stages if stage in NETWORK_STAGES):
+            path = weights_dir / f"{stage}.pt"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: weights not found; a weights folder holds dncnn.pt, unet.pt and edsr.pt written by "
+                    "helpers.checkpoint.export_weights (train with `python -m helpers train MODEL --out DIR` and "
+                    "export, or run the training notebooks), passed with --weights DIR"
+                )
+            models[stage] = load_model(path, expected_name=stage)
+        return cls(models, **options)
+
+    # ---- public entry points -------------------------------------------------------------------
+
+    def restore(self, image: np.ndarray) -> np.ndarray:
+        """Restore one RGB uint8 image (H, W, 3); returns uint8 (scale*H', scale*W', 3)."""
+        return tensor_to_image(self.restore_tensor(image_to_tensor(image))[0])
+
+    def restore_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Restore equally sized RGB uint8 images (video frames) as one batch; returns a list of uint8."""
+        shapes = {image.shape for image in images}
+        if len(shapes) != 1:
+            raise ValueError(f"restore_batch: expected images of one size, received shapes {sorted(shapes)}")
+        return list(tensor_to_image(self.restore_tensor(image_to_tensor(np.stack(images)))))
+
+    def restore_stages(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Every stage's output as uint8, in order: {'input', then each stage run}; for plots.
+
+        'input' is what the cascade saw (after ``resize_to_frame``, if set).
+        """
+        outputs = self._run(image_to_tensor(image), keep_stages=True)
+        return {name: tensor_to_image(tensor[0]) for name, tensor in outputs.items()}
+
+    def restore_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """Restore a float (N, 3, H, W) batch in [0, 1]; returns float32 (N, 3, s*H', s*W') on the batch's device.
+
+        Each image is restored independently (networks in eval mode, no cross-image statistics).
+        """
+        return self._run(batch, keep_stages=False)[self.stages[-1]]
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ValueError when an image of height x width is too small for the enabled networks."""
+        if min(height, width) < self.min_size:
+            needs = [f"{stage} {model.min_size}" for stage, model in self.models.items() if getattr(model, "min_size", 1) > 1]
+            raise ValueError(
+                f"image of {width}x{height} pixels is too small: the networks need at least "
+                f"{self.min_size}x{self.min_size} ({', '.join(needs)})"
+            )
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _run(self, batch: torch.Tensor, keep_stages: bool) -> dict[str, torch.Tensor]:
+        """Validate, optionally resize, then run whole or tiled; returns {'input'?, stage: tensor} on the batch's device."""
+        check_image_batch(batch, name="Restorer input")
+        if self.resize_to_frame:
+            batch = self._resize_to_frame(batch)
+        self.check_input_size(*batch.shape[-2:])
+        with torch.inference_mode():
+            batch = batch.float()
+            outputs = self._run_tiled(batch, keep_stages) if self.tile else self._run_window(batch, keep_stages, "image")
+        return {"input": batch, **outputs} if keep_stages else outputs
+
+    def _resize_to_frame(self, batch: torch.Tensor) -> torch.Tensor:
+        """Resize to 640x360 (360x640 for portrait) with antialiased bicubic, warning about any aspect change."""
+        height, width = batch.shape[-2:]
+        target_width, target_height = FRAME_SIZE if width >= height else FRAME_SIZE[::-1]
+        if (width, height) == (target_width, target_height):
+            return batch
+        note = f"resized {width}x{height} -> {target_width}x{target_height} for the cascade"
+        if abs(width / height - target_width / target_height) > 0.01:
+            note += f" (aspect ratio changed from {width / height:.2f} to {target_width / target_height:.2f})"
+        warnings.warn(note, stacklevel=3)
+        resized = nn.functional.interpolate(
+            batch.float(), size=(target_height, target_width), mode="bicubic", antialias=True, align_corners=False
+        )
+        return resized.clamp_(0, 1)
+
+    def _run_tiled(self, batch: torch.Tensor, keep_stages: bool) -> dict[str, torch.Tensor]:
+        """Run the cascade tile by tile; each tile's padded window goes to the device, its core comes back."""
+        height, width = batch.shape[-2:]
+        rows = _tile_spans(height, self.tile, self.tile_overlap, self.size_multiple, self.min_size)
+        columns = _tile_spans(width, self.tile, self.tile_overlap, self.size_multiple, self.min_size)
+        outputs: dict[str, torch.Tensor] = {}
+        for top, bottom, window_top, window_bottom in rows:
+            for left, right, window_left, window_right in columns:
+                window = batch[..., window_top:window_bottom, window_left:window_right]
+                label = f"tile rows {top}-{bottom}, columns {left}-{right}"
+                for stage, result in self._run_window(window, keep_stages, label).items():
+                    factor = self._stage_scale(stage)
+                    if stage not in outputs:
+                        outputs[stage] = batch.new_empty((*batch.shape[:2], height * factor, width * factor))
+                    outputs[stage][..., top * factor : bottom * factor, left * factor : right * factor] = result[
+                        ...,
+                        (top - window_top) * factor : (bottom - window_top) * factor,
+                        (left - window_left) * factor : (right - window_left) * factor,
+                    ]
+        return outputs
+
+    def _stage_scale(self, stage: str) -> int:
+        """Size factor of a stage's output relative to the input."""
+        return self.scale if STAGES.index(stage) >= STAGES.index("edsr") else 1
+
+    def _run_window(self, window: torch.Tensor, keep_stages: bool, label: str) -> dict[str, torch.Tensor]:
+        """Cascade on one image or tile (all frames of the batch) on the device, float32 fallback per frame."""
+        inputs = prepare_input(window, self.device)
+        outputs, finite = self._cascade(inputs, self.dtype, keep_stages)
+        if self.dtype is not None and not bool(finite.all()):
+            bad = torch.nonzero(~finite).flatten()
+            warnings.warn(
+                f"{label}, frame(s) {bad.tolist()}: non-finite values in {self.dtype} inference, redone in float32",
+                stacklevel=4,
+            )
+            redone, finite = self._cascade(inputs[bad], None, keep_stages)
+            for stage, tensor in redone.items():
+                outputs[stage][bad] = tensor
+        if not bool(finite.all()):
+            raise RuntimeError(f"{label}: non-finite values in float32 inference; the weights are broken")
+        return {stage: tensor.to(window.device) for stage, tensor in outputs.items()}
+
+    def _cascade(
+        self, images: torch.Tensor, dtype: torch.dtype | None, keep_stages: bool
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """All stages on a device batch; returns float32 outputs (every stage or the last) and per-frame finiteness.
+
+        Finiteness is checked before each clamp, since clamping would turn inf into a plausible 0 or 1.
+        """
+        finite = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+        outputs = {}
+        with autocast_for(self.device, dtype):
+            for stage in self.stages:
+                images = self.models[stage](images).float()
+                finite &= torch.isfinite(images).flatten(1).all(dim=1)
+                images = images.clamp(0, 1)
+                if keep_stages:
+                    outputs[stage] = images
+        outputs[self.stages[-1]] = images
+        return outputs, finite
