@@ -1,0 +1,660 @@
+"""The trainer: one ``fit`` for DnCNN, UNet and EDSR, used by the CLI and the notebooks.
+
+Adam with ReduceLROnPlateau on the validation loss, early stopping, optional gradient clipping,
+mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU when asked), non-finite
+loss detection, per-epoch validation (loss, PSNR, SSIM against the input's PSNR), atomic
+``last.pt`` / ``best.pt`` checkpoints that resume exactly (model, optimiser, scaler, scheduler,
+early-stopping state, RNG states, history, config), and DistributedDataParallel when started by
+``torchrun``. ``train_command`` is ``python -m helpers train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .losses import build_loss
+from .metrics import psnr, ssim
+
+__all__ = [
+    "TrainConfig",
+    "TrainingDiverged",
+    "EpochSampler",
+    "HISTORY_KEYS",
+    "STAGE_DEFAULTS",
+    "fit",
+    "evaluate",
+    "pick_device",
+    "distributed",
+    "train_command",
+]
+
+# Per-epoch lists in the history returned by ``fit`` and stored in checkpoints (the notebooks plot them).
+HISTORY_KEYS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_psnr",
+    "val_ssim",
+    "input_psnr",
+    "lr",
+    "seconds",
+    "skipped_steps",
+)
+LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stayed non-finite (or the weights became non-finite); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; stored (``asdict``) in every checkpoint.
+
+    ``amp=None`` means float16 autocast with a GradScaler on CUDA and float32 on the CPU;
+    ``amp=True`` on the CPU uses bfloat16 autocast. ``steps_per_epoch=None`` is one pass over the
+    training data. ``early_stop_patience=None`` never stops early. ``loss`` is a
+    ``helpers.losses.build_loss`` config; ``arch`` is filled in from the model; ``data`` records
+    where the data came from (informational).
+    """
+
+    epochs: int = 10
+    lr: float = 1e-4
+    batch_size: int = 16
+    steps_per_epoch: int | None = None
+    val_batch_size: int = 1
+    num_workers: int = 0
+    amp: bool | None = None
+    amp_dtype: str | None = None
+    grad_clip: float | None = None
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    min_lr: float = 1e-6
+    early_stop_patience: int | None = 10
+    early_stop_min_delta: float = 0.0
+    nan_patience: int = 5
+    seed: int = 0
+    channels_last: bool = False
+    loss: dict = field(default_factory=dict)
+    arch: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- devices and processes
+
+
+def pick_device(request: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a clear error."""
+    if isinstance(request, torch.device):
+        return request
+    if request == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(request)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available (use --device auto or cpu)")
+    return device
+
+
+@dataclass(frozen=True)
+class DistributedInfo:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@contextlib.contextmanager
+def distributed(device_request: str | torch.device = "auto") -> Iterator[tuple[DistributedInfo, torch.device]]:
+    """Join the process group ``torchrun`` describes (WORLD_SIZE > 1): nccl on CUDA, gloo on the CPU.
+
+    Yields (info, device); each process uses GPU LOCAL_RANK. Nested use reuses the group, and only
+    the outermost call that created it destroys it.
+    """
+    device = pick_device(device_request)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1 and not dist.is_initialized():
+        yield DistributedInfo(), device
+        return
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield DistributedInfo(dist.get_rank(), dist.get_world_size()), device
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_process_first(info: DistributedInfo) -> Iterator[None]:
+    """Rank 0 runs the block (e.g. building a data cache) before the other ranks do."""
+    if info.enabled and not info.is_main:
+        dist.barrier()
+    yield
+    if info.enabled and info.is_main:
+        dist.barrier()
+
+
+def _all_reduce_sum(values: torch.Tensor, info: DistributedInfo) -> torch.Tensor:
+    if info.enabled:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for (seed, epoch), well mixed so neighbouring epochs are unrelated."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+class EpochSampler(Sampler[int]):
+    """Seeded shuffle per epoch, split across ranks, of any length (whole permutations are chained).
+
+    Hand-written because DistributedSampler cannot draw more samples than the dataset holds, which
+    a fixed ``steps_per_epoch`` on a small set needs. The order depends only on (seed, epoch), so
+    a resumed run sees the same batches.
+    """
+
+    def __init__(self, dataset_size: int, samples_per_rank: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if dataset_size < 1:
+            raise ValueError("the training dataset is empty")
+        self.dataset_size, self.samples_per_rank = dataset_size, samples_per_rank
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        total = self.samples_per_rank * self.world_size
+        permutations = [torch.randperm(self.dataset_size, generator=generator) for _ in range(-(-total // self.dataset_size))]
+        return iter(torch.cat(permutations)[:total][self.rank :: self.world_size].tolist())
+
+
+# ----------------------------------------------------------------------------- checkpoint state
+
+
+def _rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) RNG states in weights_only-loadable types."""
+    version, python_state, gauss = random.getstate()
+    bit_generator, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": list(python_state), "gauss": gauss},
+        "numpy": {
+            "bit_generator": bit_generator,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    numpy = state["numpy"]
+    np.random.set_state(
+        (numpy["bit_generator"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(tensor).all()) for tensor in model.state_dict().values() if tensor.is_floating_point())
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _as_target_size(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The input as a baseline prediction: bicubic-upscaled to the target size when they differ (EDSR)."""
+    if inputs.shape[-2:] == targets.shape[-2:]:
+        return inputs
+    return nn.functional.interpolate(inputs, size=targets.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
+    """(autocast enabled, dtype): float16 on CUDA by default, bfloat16 on the CPU only when asked."""
+    enabled = device.type == "cuda" if config.amp is None else bool(config.amp)
+    name = config.amp_dtype or ("float16" if device.type == "cuda" else "bfloat16")
+    if name not in ("float16", "bfloat16"):
+        raise ValueError(f"amp_dtype: expected 'float16' or 'bfloat16', received {name!r}")
+    return enabled, getattr(torch, name)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    loss: nn.Module,
+    device: torch.device,
+    autocast: tuple[bool, torch.dtype] = (False, torch.float32),
+    channels_last: bool = False,
+    info: DistributedInfo = DistributedInfo(),
+) -> dict[str, float]:
+    """Validation loss, PSNR and SSIM (predictions clamped to [0, 1]) and the input's PSNR, averaged per image.
+
+    Per-image sums and the image count are all-reduced across ranks, so every rank gets the same
+    averages over the whole validation set.
+    """
+    was_training = model.training
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss, psnr, ssim, input psnr, images
+    for inputs, targets in loader:
+        inputs = inputs.to(device, memory_format=memory_format)
+        targets = targets.to(device)
+        with torch.autocast(device.type, dtype=autocast[1], enabled=autocast[0]):
+            predictions = model(inputs)
+        predictions = predictions.float()
+        clamped = predictions.clamp(0, 1)
+        count = len(inputs)
+        totals += torch.stack(
+            [
+                loss(predictions, targets).double() * count,
+                psnr(clamped, targets, reduction="none").double().sum(),
+                ssim(clamped, targets, reduction="none").double().sum(),
+                psnr(_as_target_size(inputs.float(), targets), targets, reduction="none").double().sum(),
+                torch.tensor(float(count), dtype=torch.float64, device=device),
+            ]
+        )
+    model.train(was_training)
+    totals = _all_reduce_sum(totals, info)
+    if totals[4] == 0:
+        raise ValueError("the validation dataset is empty")
+    loss_sum, psnr_sum, ssim_sum, input_psnr_sum, images = totals.tolist()
+    return {"val_loss": loss_sum / images, "val_psnr": psnr_sum / images, "val_ssim": ssim_sum / images, "input_psnr": input_psnr_sum / images}
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _config_from(config: TrainConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    values = asdict(config) if isinstance(config, TrainConfig) else dict(config or {})
+    values.update(overrides)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"training config: unknown options {unknown}; expected some of {sorted(known)}")
+    return TrainConfig(**values)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class _Trainer:
+    """The state of one ``fit`` call; its methods are the steps of an epoch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Dataset,
+        val_data: Dataset,
+        loss: nn.Module,
+        config: TrainConfig,
+        checkpoint_dir: Path,
+        device: torch.device,
+        info: DistributedInfo,
+    ) -> None:
+        self.config, self.checkpoint_dir, self.device, self.info = config, checkpoint_dir, device, info
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.raw_model = model.to(device, memory_format=self.memory_format)
+        self.model = (
+            DistributedDataParallel(self.raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+            if info.enabled
+            else self.raw_model
+        )
+        self.loss = loss.to(device)
+        self.train_data = train_data
+        self.autocast = _amp_settings(config, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast[0] and self.autocast[1] == torch.float16)
+        self.optimizer = torch.optim.Adam(self.raw_model.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+        )
+        samples_per_rank = config.batch_size * (
+            config.steps_per_epoch or max(1, len(train_data) // (config.batch_size * info.world_size))
+        )
+        self.sampler = EpochSampler(len(train_data), samples_per_rank, config.seed, info.rank, info.world_size)
+        self.train_loader = DataLoader(
+            train_data,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            num_workers=config.num_workers,
+            pin_memory=device.type == "cuda",
+            drop_last=True,
+        )
+        val_shard = Subset(val_data, range(info.rank, len(val_data), info.world_size)) if info.enabled else val_data
+        self.val_loader = DataLoader(val_shard, batch_size=config.val_batch_size, num_workers=config.num_workers)
+        self.epoch, self.global_step = 0, 0
+        self.best_val_loss, self.bad_epochs = math.inf, 0
+        self.history: dict[str, list] = {key: [] for key in HISTORY_KEYS}
+
+    # -- checkpoints
+
+    def state(self, status: str) -> dict[str, Any]:
+        return {
+            "arch": self.raw_model.arch,
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "early_stopping": {"best_val_loss": self.best_val_loss, "bad_epochs": self.bad_epochs},
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "rng": _rng_state(),
+            "history": self.history,
+            "config": asdict(self.config),
+            "status": status,
+        }
+
+    def resume(self, path: Path) -> None:
+        """Restore everything from ``path``; foreign, truncated or mismatched files raise CheckpointError."""
+        state = load_checkpoint(path, map_location=self.device)
+        missing = {"optimizer", "scheduler", "scaler", "early_stopping", "epoch", "rng", "history"} - set(state)
+        if missing:
+            raise CheckpointError(f"{path}: not a training checkpoint (lacks {sorted(missing)}); cannot resume from it")
+        if state["arch"] != self.raw_model.arch:
+            raise CheckpointError(f"{path}: holds a {state['arch']} network, but the model to train is {self.raw_model.arch}")
+        try:
+            self.raw_model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(f"{path}: state does not fit the model: {str(error).splitlines()[0]}") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best_val_loss = state["early_stopping"]["best_val_loss"]
+        self.bad_epochs = state["early_stopping"]["bad_epochs"]
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.history = {key: list(state["history"].get(key, [])) for key in HISTORY_KEYS}
+        _set_rng_state(state["rng"])
+
+    def save(self, name: str, status: str) -> None:
+        if self.info.is_main:
+            save_checkpoint(self.checkpoint_dir / name, self.state(status))
+
+    # -- one epoch
+
+    def _all_ranks_finite(self, loss_value: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (so all ranks skip the same steps, keeping DDP in step)."""
+        flag = torch.isfinite(loss_value.detach()).to(torch.float32).reshape(1)
+        if self.info.enabled:
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def _optimizer_step(self, loss_value: torch.Tensor) -> bool:
+        """Backward and step; False when the step was skipped for non-finite gradients."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_value).backward()
+        if self.config.grad_clip is not None or not self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+            total_norm = nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_clip or math.inf)
+            if not self.scaler.is_enabled() and not torch.isfinite(total_norm):
+                self.optimizer.zero_grad(set_to_none=True)
+                return False
+        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return not (self.scaler.is_enabled() and self.scaler.get_scale() < scale_before)
+
+    def train_epoch(self) -> tuple[float, int]:
+        """One epoch of optimisation; returns (mean finite training loss, skipped steps)."""
+        self.sampler.set_epoch(self.epoch)
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(self.epoch)
+        self.model.train()
+        loss_sum, loss_steps, skipped, non_finite_streak = 0.0, 0, 0, 0
+        started, images = time.perf_counter(), 0
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="step", leave=False, disable=not self.info.is_main)
+        for inputs, targets in bar:
+            inputs = inputs.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            targets = targets.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=self.autocast[1], enabled=self.autocast[0]):
+                predictions = self.model(inputs)
+            loss_value = self.loss(predictions.float(), targets)
+            self.global_step += 1
+            if self._all_ranks_finite(loss_value):
+                non_finite_streak = 0
+                loss_sum, loss_steps = loss_sum + float(loss_value), loss_steps + 1
+                skipped += not self._optimizer_step(loss_value)
+            else:
+                skipped += 1
+                non_finite_streak += 1
+                if non_finite_streak >= self.config.nan_patience:
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"training stopped: the loss was non-finite for {non_finite_streak} consecutive steps "
+                        f"(epoch {self.epoch + 1}, step {self.global_step}); last good checkpoint kept in "
+                        f"{self.checkpoint_dir / LAST_CHECKPOINT} (try a lower --lr, --grad-clip or --no-amp)"
+                    )
+            images += len(inputs) * self.info.world_size
+            bar.set_postfix(loss=f"{float(loss_value):.4g}", img_s=f"{images / (time.perf_counter() - started):.1f}")
+        totals = _all_reduce_sum(torch.tensor([loss_sum, loss_steps], dtype=torch.float64, device=self.device), self.info)
+        return (totals[0] / totals[1]).item() if totals[1] else math.nan, skipped
+
+    def run(self) -> dict[str, list]:
+        epochs = tqdm(
+            range(self.epoch, self.config.epochs), desc="training", unit="epoch", initial=self.epoch,
+            total=self.config.epochs, disable=not self.info.is_main,
+        )
+        for _ in epochs:
+            if self.config.early_stop_patience is not None and self.bad_epochs >= self.config.early_stop_patience:
+                break
+            started = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            train_loss, skipped = self.train_epoch()
+            metrics = evaluate(  # the bare model: DDP's forward would sync buffers on uneven validation shards
+                self.raw_model, self.val_loader, self.loss, self.device, self.autocast, self.config.channels_last, self.info
+            )
+            if not _weights_finite(self.raw_model) or not math.isfinite(metrics["val_loss"]):
+                raise TrainingDiverged(
+                    f"training stopped: the weights or validation loss became non-finite in epoch {self.epoch + 1}; "
+                    f"not saved, last good checkpoint kept in {self.checkpoint_dir / LAST_CHECKPOINT}"
+                )
+            self.scheduler.step(metrics["val_loss"])
+            improved = metrics["val_loss"] < self.best_val_loss - self.config.early_stop_min_delta
+            self.best_val_loss = metrics["val_loss"] if improved else self.best_val_loss
+            self.bad_epochs = 0 if improved else self.bad_epochs + 1
+            self.epoch += 1
+            row = {"epoch": self.epoch, "train_loss": train_loss, **metrics, "lr": lr, "skipped_steps": skipped}
+            row["seconds"] = time.perf_counter() - started
+            for key in HISTORY_KEYS:
+                self.history[key].append(row[key])
+            stopping = self.config.early_stop_patience is not None and self.bad_epochs >= self.config.early_stop_patience
+            status = "early_stopped" if stopping else ("finished" if self.epoch >= self.config.epochs else "running")
+            self.save(LAST_CHECKPOINT, status)
+            if improved:
+                self.save(BEST_CHECKPOINT, status)
+            if self.info.is_main:
+                epochs.write(
+                    f"epoch {self.epoch}/{self.config.epochs}: train loss {train_loss:.5f}, val loss {metrics['val_loss']:.5f}, "
+                    f"val PSNR {metrics['val_psnr']:.2f} dB (input {metrics['input_psnr']:.2f}), SSIM {metrics['val_ssim']:.4f}, "
+                    f"lr {lr:.3g}, {row['seconds']:.1f} s, skipped steps {skipped}" + (" [best]" if improved else "")
+                )
+                if stopping:
+                    epochs.write(f"early stopping: no validation improvement for {self.bad_epochs} epochs")
+            if self.info.enabled:
+                dist.barrier()  # rank 0 has written the checkpoints before anyone moves on or returns
+        epochs.close()
+        return self.history
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset,
+    val_data: Dataset,
+    loss: nn.Module | None = None,
+    *,
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    checkpoint_dir: str | os.PathLike,
+    resume: bool = False,
+    device: str | torch.device = "auto",
+    **overrides: Any,
+) -> dict[str, list]:
+    """Train ``model`` on ``(input, target)`` datasets; returns the per-epoch history (``HISTORY_KEYS``).
+
+    ``config`` is a TrainConfig or dict; keyword ``overrides`` replace its fields. ``loss=None``
+    builds ``config.loss``. Writes ``checkpoint_dir/last.pt`` every epoch and ``best.pt`` when the
+    validation loss improves. ``resume=True`` continues from ``last.pt`` (starting afresh when it
+    does not exist) with the same data order, LR schedule and results as an uninterrupted run.
+    Under ``torchrun`` it trains with DistributedDataParallel; only rank 0 writes and prints.
+    Raises TrainingDiverged after ``nan_patience`` consecutive non-finite losses, CheckpointError
+    for a checkpoint that cannot be resumed.
+    """
+    config = _config_from(config, overrides)
+    config.arch = dict(_unwrap(model).arch)
+    if loss is None:
+        loss = build_loss(config.loss)
+    checkpoint_dir = Path(checkpoint_dir)
+    with distributed(device) as (info, torch_device):
+        if info.is_main:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        _seed_everything(config.seed)
+        trainer = _Trainer(_unwrap(model), train_data, val_data, loss, config, checkpoint_dir, torch_device, info)
+        last = checkpoint_dir / LAST_CHECKPOINT
+        if resume and last.exists():
+            trainer.resume(last)
+            if info.is_main:
+                print(f"resuming from {last} after epoch {trainer.epoch}")
+        elif resume and info.is_main:
+            print(f"no {last} yet: starting a new run")
+        return trainer.run()
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@dataclass(frozen=True)
+class StageDefaults:
+    """Per-network defaults of ``python -m helpers train``."""
+
+    lr: float
+    patch: int
+    loss: dict
+
+
+STAGE_DEFAULTS: dict[str, StageDefaults] = {
+    # DnCNN: MSE on the residual as in the paper; Adam 1e-3 works with its batch norm.
+    "dncnn": StageDefaults(lr=1e-3, patch=50, loss={"weights": {"mse": 1.0}}),
+    # UNet deblurring: L1 for sharpness, small SSIM and Sobel-edge terms for structure and edges.
+    "unet": StageDefaults(lr=3e-4, patch=128, loss={"weights": {"mse": 0.0, "l1": 1.0, "ssim": 0.1, "sobel": 0.1}}),
+    # EDSR: L1 as in the paper (patch = low-resolution side).
+    "edsr": StageDefaults(lr=2e-4, patch=48, loss={"weights": {"mse": 0.0, "l1": 1.0}}),
+}
+VAL_CROPS_PER_FRAME = 4  # fixed validation crops per frame when --val-patch is set
+
+
+def _loss_config(args: argparse.Namespace) -> dict:
+    loss = {"weights": dict(STAGE_DEFAULTS[args.model].loss["weights"])}
+    if args.perceptual_weights:
+        loss["weights"]["perceptual"] = args.perceptual_weight
+        loss["perceptual"] = {"weights": args.perceptual_weights}
+    return loss
+
+
+def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Dataset, Dataset]:
+    """Train and validation datasets of the chosen stage; enough patches per frame for the requested steps."""
+    from .cache import default_cache_dir
+    from .data import build_dataset, pairs_for
+
+    train_pairs = pairs_for(args.data, "train", args.val_fraction, args.seed)
+    val_pairs = pairs_for(args.data, "val", args.val_fraction, args.seed)
+    if not val_pairs:
+        raise ValueError(f"{args.data}: no validation sequences (need at least two training sequences, --val-fraction > 0)")
+    cache_dir = None if args.cache_dir == "none" else Path(args.cache_dir or default_cache_dir() / "frames")
+    options: dict[str, Any] = {"cache_dir": cache_dir}
+    if args.model == "dncnn":
+        options["sigma"] = args.sigma
+    samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
+    samples_per_frame = max(1, -(-samples_needed // len(train_pairs)))
+    train = build_dataset(args.model, train_pairs, patch_size=patch, augment=True, seed=args.seed,
+                          samples_per_frame=samples_per_frame, **options)
+    val_patch = args.val_patch or None
+    val = build_dataset(args.model, val_pairs, patch_size=val_patch, augment=False, seed=args.seed,
+                        samples_per_frame=VAL_CROPS_PER_FRAME if val_patch else 1, **options)
+    return train, val
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``python -m helpers train MODEL --data ... --out DIR``: build data, model and loss, then ``fit``."""
+    from .models import build_model
+
+    defaults = STAGE_DEFAULTS[args.model]
+    patch = args.patch or defaults.patch
+    config = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr or defaults.lr,
+        batch_size=args.batch_size,
+        steps_per_epoch=args.steps_per_epoch,
+        num_workers=args.num_workers,
+        amp=args.amp,
+        amp_dtype=args.amp_dtype,
+        grad_clip=args.grad_clip,
+        early_stop_patience=args.early_stop or None,
+        seed=args.seed,
+        channels_last=args.channels_last,
+        loss=_loss_config(args),
+        data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
+              **({"sigma": args.sigma} if args.model == "dncnn" else {})},
+    )
+    try:
+        with distributed(args.device) as (info, device):
+            with main_process_first(info):
+                train_data, val_data = _datasets(args, patch, info.world_size)
+            _seed_everything(args.seed)
+            model = build_model(args.model)
+            fit(model, train_data, val_data, build_loss(config.loss), config=config,
+                checkpoint_dir=args.out, resume=args.resume, device=device)
+    except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
