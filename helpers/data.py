@@ -34,7 +34,7 @@ from helpers.cache import (
     float_image,
     uint8_image,
 )
-from helpers.degrade import add_gaussian_noise, crop_to_aspect, motion_blur, resize_to_frame
+from helpers.degrade import add_gaussian_noise, motion_blur, resize_to_frame
 from helpers.io import ImageReadError, image_to_tensor, is_image_file, list_images, read_image, write_image
 
 Split = Literal["train", "val", "test"]
@@ -164,11 +164,14 @@ def split_by_sequence(
 
 # ----------------------------------------------------------------------------- generated sets
 
-SAMPLE_SET_VERSION = 1
+SAMPLE_SET_VERSION = 2
 _SAMPLE_SEED = 2024
 _FRAMES_PER_SEQUENCE = 2
 _SAMPLE_PHOTOS = {  # photos shipped inside the scikit-image / matplotlib wheels: no download
-    "train": ["astronaut", "chelsea", "coffee", "hubble_deep_field", "motorcycle_left", "motorcycle_right"],
+    "train": [
+        "astronaut", "chelsea", "coffee", "hubble_deep_field", "motorcycle_left", "immunohistochemistry",
+        "camera", "brick", "grass", "gravel", "coins",
+    ],
     "test": ["rocket", "grace_hopper"],
 }
 
@@ -184,25 +187,31 @@ def _sample_photo(name: str) -> np.ndarray:
     if name.startswith("motorcycle_"):
         left, right, _ = skimage.data.stereo_motorcycle()
         return left if name.endswith("left") else right
-    return getattr(skimage.data, name)()
+    photo = getattr(skimage.data, name)()
+    return np.repeat(photo[:, :, None], 3, axis=2) if photo.ndim == 2 else photo
+
+
+def _native_canvas(photo: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``photo`` at its own resolution, mirror-tiled to at least height x width.
+
+    The bundled photos are smaller than 1280x720; upscaling them would make soft "sharp" frames
+    that teach the networks nothing about detail. Mirror tiling keeps every pixel native.
+    """
+    pad_h, pad_w = max(0, height - photo.shape[0]), max(0, width - photo.shape[1])
+    return np.pad(photo, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
 
 
 def _write_sequence(photo: np.ndarray, sequence_dir: Path, n_frames: int, rng: np.random.Generator) -> None:
-    """Frames of a slow pan over ``photo`` (a 16:9 window shifting a little each frame), sharp and blurred."""
-    image = float_image(photo)
-    window = crop_to_aspect(image, 16, 9) if image.shape[1] >= image.shape[0] else crop_to_aspect(image, 9, 16)
-    win_h, win_w = (int(s * 0.9) for s in window.shape[:2])
-    top0 = int(rng.integers(0, image.shape[0] - win_h + 1))
-    left0 = int(rng.integers(0, image.shape[1] - win_w + 1))
-    step_y, step_x = rng.integers(-4, 5, size=2)
+    """Frames of a slow pan (a few pixels a frame) over the native-resolution photo, sharp and blurred."""
+    height, width = FRAME_SHORT * HIGH_RES_SCALE, FRAME_LONG * HIGH_RES_SCALE
+    pan = 4 * n_frames
+    canvas = float_image(_native_canvas(photo, height + pan, width + pan))
+    top0 = int(rng.integers(0, canvas.shape[0] - height - pan + 1))
+    left0 = int(rng.integers(0, canvas.shape[1] - width - pan + 1))
+    step_y, step_x = rng.integers(0, 5, size=2)
     for frame in range(n_frames):
-        top = int(np.clip(top0 + frame * step_y, 0, image.shape[0] - win_h))
-        left = int(np.clip(left0 + frame * step_x, 0, image.shape[1] - win_w))
-        sharp = resize_to_frame(
-            image[top : top + win_h, left : left + win_w],
-            FRAME_LONG * HIGH_RES_SCALE,
-            FRAME_SHORT * HIGH_RES_SCALE,
-        )
+        top, left = top0 + frame * int(step_y), left0 + frame * int(step_x)
+        sharp = canvas[top : top + height, left : left + width]
         write_image(sequence_dir / "sharp" / f"{frame:06d}.png", uint8_image(sharp))
         write_image(sequence_dir / "blur" / f"{frame:06d}.png", uint8_image(motion_blur(sharp, rng)))
 
@@ -229,12 +238,13 @@ def _build_once(target: Path, description: str, fill: Callable[[Path], None]) ->
 def build_sample_set(root: str | os.PathLike | None = None) -> Path:
     """The embedded sample set in GOPRO_Large layout, built on first use from bundled photos.
 
-    Eight photos (scikit-image's astronaut, chelsea, coffee, hubble_deep_field, stereo
-    motorcycle left/right; rocket and matplotlib's grace_hopper for test) each become a sequence of
-    two 1280x720 frames (a slight pan), blurred with ``motion_blur``. Six sequences are train, two
-    test. The photos are smaller than 1280x720, so sharp frames are upscaled and softer than real
-    GOPRO frames: this set exercises the code, it does not train good models. Deterministic;
-    cached under ``root`` (default: ``default_cache_dir()``), rebuilt if incomplete.
+    Thirteen photos (``_SAMPLE_PHOTOS``: scikit-image's colour photos and grey natural textures for
+    train; rocket and matplotlib's grace_hopper for test) each become a sequence of two 1280x720
+    frames (a slight pan), blurred with ``motion_blur``. The photos are smaller than 1280x720, so
+    each frame is the photo at its native resolution, mirror-tiled: real detail, no upscaling, but
+    visibly mirrored. Enough to train the demo weights and run everything end to end, far from
+    GOPRO's variety. Deterministic; cached under ``root`` (default: ``default_cache_dir()``),
+    rebuilt if incomplete.
     """
     target = Path(root or default_cache_dir()) / f"sample_set_v{SAMPLE_SET_VERSION}"
 

@@ -143,7 +143,7 @@ def test_sample_set_builds_offline_once_and_rebuilds_if_incomplete(
     monkeypatch.setattr(socket.socket, "connect", no_network)
     root = build_sample_set(tmp_path)
     train, test = GoproPairs(root, "train"), GoproPairs(root, "test")
-    assert len(train.sequences) == 6 and len(test.sequences) == 2 and len(train) == 12
+    assert len(train.sequences) == 11 and len(test.sequences) == 2 and len(train) == 22
     assert not set(train.sequences) & set(test.sequences)
     sharp, blurry = read_image(train[0].sharp), read_image(train[0].blurry)
     assert sharp.shape == blurry.shape == (720, 1280, 3)
