@@ -19,26 +19,15 @@ from pathlib import Path
 from typing import BinaryIO, Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from helpers.degrade import downscale, resize_to_frame
-from helpers.io import ImageReadError, image_to_tensor, read_image, tensor_to_image
+from helpers.io import ImageReadError, read_image
 
 FRAME_LONG, FRAME_SHORT = 640, 360  # network input frames: 640x360 landscape, 360x640 portrait
 HIGH_RES_SCALE = 2  # targets of the cascade (EDSR's output) are 2x: 1280x720
 CACHE_VERSION = 1
 _BUILD_CHUNK = 16  # frames decoded concurrently while building; bounds memory use
-
-
-def float_image(image: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> float32 (H, W, 3) in [0, 1], scaled by helpers.io's image_to_tensor."""
-    return image_to_tensor(image)[0].permute(1, 2, 0).numpy()
-
-
-def uint8_image(image: np.ndarray) -> np.ndarray:
-    """Float (H, W, 3) in [0, 1] -> RGB uint8 (H, W, 3), rounded by helpers.io's tensor_to_image."""
-    return tensor_to_image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
 
 
 def load_frame(path: str | os.PathLike, scale: int) -> np.ndarray:

@@ -31,11 +31,11 @@ from helpers.cache import (
     DecodedFrames,
     FrameCache,
     default_cache_dir,
-    float_image,
-    uint8_image,
 )
 from helpers.degrade import add_gaussian_noise, motion_blur, resize_to_frame
-from helpers.io import ImageReadError, image_to_tensor, is_image_file, list_images, read_image, write_image
+from helpers.io import (
+    ImageReadError, float_image, image_to_tensor, is_image_file, list_images, read_image, uint8_image, write_image,
+)
 
 Split = Literal["train", "val", "test"]
 

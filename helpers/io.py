@@ -12,7 +12,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -125,6 +125,18 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     return path
 
 
+def float_image(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> float32 (H, W, 3) in [0, 1] (the form ``helpers.degrade`` works in)."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+    return image.astype(np.float32) / np.float32(255.0)
+
+
+def uint8_image(image: np.ndarray) -> np.ndarray:
+    """Float (H, W, C) in [0, 1] -> uint8, clipped and rounded."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
 def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """RGB uint8 (H, W, 3) or a batch (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]."""
     if image.dtype != np.uint8:
@@ -147,3 +159,67 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     array = tensor.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
     array = array.permute(0, 2, 3, 1).cpu().numpy()
     return array[0] if squeeze else array
+
+
+class VideoReadError(ValueError):
+    """A file that should be a video could not be opened or decoded."""
+
+
+class VideoFrames:
+    """A video's frames as RGB uint8 arrays (H, W, 3), decoded lazily; ``fps``, ``frame_count``, ``width``, ``height``.
+
+    Built by ``read_video_frames``, which checks that the first frame decodes. ``frame_count`` is the
+    container's figure (OpenCV's estimate); ``fps`` is 25 where the container records none.
+    """
+
+    def __init__(self, path: Path, capture: cv2.VideoCapture, first_frame: np.ndarray) -> None:
+        self.path = path
+        self._capture = capture
+        self._first_frame: np.ndarray | None = first_frame
+        self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
+        self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.height, self.width = first_frame.shape[:2]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            frame = self._first_frame
+            self._first_frame = None
+            while frame is not None:
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                ok, frame = self._capture.read()
+                frame = frame if ok else None
+        finally:
+            self._capture.release()
+
+
+def read_video_frames(path: str | os.PathLike) -> VideoFrames:
+    """Open a video (OpenCV VideoCapture) for frame-by-frame reading; clear errors for missing or unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read() if capture.isOpened() else (False, None)
+    if not ok or frame is None:
+        capture.release()
+        raise VideoReadError(f"{path}: not a readable video (corrupt, truncated or unsupported codec)")
+    return VideoFrames(path, capture, frame)
+
+
+@contextlib.contextmanager
+def video_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """Yield ``write(frame)`` for RGB uint8 frames of width x height; an MP4 (mp4v) written to a temp file, renamed on success."""
+    path = Path(path)
+    with atomic_path(path) as temp:
+        writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise ValueError(f"{path}: OpenCV cannot write an mp4v video with suffix {path.suffix!r}")
+
+        def write(frame: np.ndarray) -> None:
+            if frame.dtype != np.uint8 or frame.shape != (height, width, 3):
+                raise ValueError(f"{path}: expected RGB uint8 frames of {width}x{height}, got {frame.dtype} {frame.shape}")
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+        try:
+            yield write
+        finally:
+            writer.release()

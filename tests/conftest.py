@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from helpers.cache import uint8_image
+from helpers.io import uint8_image
 from helpers.degrade import motion_blur, resize
 from helpers.io import write_image
 
