@@ -1,0 +1,213 @@
+"""Notebooks: their committed form, the parameter injection and statistics helpers, and all five executed
+top to bottom in quick mode on the CPU, in order (01 -> 05: 05 loads the checkpoints 02-04 wrote)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from IPython.core.inputtransformer2 import TransformerManager
+from nbclient.exceptions import CellExecutionError
+
+from helpers import notebooks
+from helpers.cli import COMMANDS, build_parser
+from helpers.io import read_image
+from helpers.notebooks import (
+    INJECTED_TAG,
+    NOTEBOOK_DIR,
+    NOTEBOOKS,
+    PARAMETERS_TAG,
+    checkpoint_root,
+    colab_url,
+    dataset_statistics,
+    execute_notebook,
+    inject_parameters,
+    quick_mode,
+    quick_parameters,
+)
+
+MAX_FUNCTION_LINES = 5
+# Figures each executed notebook must show (PNG outputs), at least.
+MIN_FIGURES = {"01": 1, "02": 2, "03": 2, "04": 2, "05": 3}
+# Any HTTP(S) request from a notebook goes to a closed local port and fails: quick mode must not download.
+NO_NETWORK = {key: "http://127.0.0.1:9" for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+
+
+def read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+
+
+def code_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def tags(cell: nbformat.NotebookNode) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def tiny_notebook(*sources: str, parameters: str = "X = 1") -> nbformat.NotebookNode:
+    cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": [PARAMETERS_TAG]})]
+    cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+
+
+def stream_text(notebook: nbformat.NotebookNode) -> str:
+    return "".join(
+        output.get("text", "") + output.get("data", {}).get("text/markdown", "") + output.get("data", {}).get("text/plain", "")
+        for cell in code_cells(notebook)
+        for output in cell.outputs
+    )
+
+
+# ----------------------------------------------------------------------------- committed form
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_without_outputs(name: str) -> None:
+    for cell in code_cells(read(name)):
+        assert cell.outputs == [] and cell.execution_count is None, f"{name}: outputs in cell {cell.source[:60]!r}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_badge_setup_cell_and_parameters(name: str) -> None:
+    notebook = read(name)
+    assert notebook.cells[0].cell_type == "markdown"
+    assert f"({colab_url(name)})" in notebook.cells[0].source and "colab-badge.svg" in notebook.cells[0].source
+    cells = code_cells(notebook)
+    assert cells[0].source == code_cells(read(NOTEBOOKS[0]))[0].source, f"{name}: setup cell differs from 01's"
+    assert "colab.setup(" in cells[0].source and notebooks.repo_url() in cells[0].source
+    assert PARAMETERS_TAG in tags(cells[1]), f"{name}: the second code cell must be the parameters cell"
+    assert 'QUICK = "auto"' in cells[1].source
+    assert notebook.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_no_long_functions_or_classes(name: str) -> None:
+    for cell in code_cells(read(name)):
+        tree = ast.parse(TransformerManager().transform_cell(cell.source))  # IPython magics -> Python
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= MAX_FUNCTION_LINES, f"{name}: {node.name} is {length} lines; move it to helpers/"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_inject_parameters_follows_parameters_cell_and_replaces_earlier_injection() -> None:
+    notebook = tiny_notebook("print(X)")
+    inject_parameters(notebook, {"X": 2})
+    inject_parameters(notebook, {"X": 3, "NAME": "a'b"})
+    assert [tags(cell) for cell in notebook.cells] == [[PARAMETERS_TAG], [INJECTED_TAG], []]
+    namespace: dict = {}
+    for cell in notebook.cells[:2]:
+        exec(cell.source, namespace)
+    assert (namespace["X"], namespace["NAME"]) == (3, "a'b")
+
+
+def test_inject_parameters_needs_a_parameters_cell() -> None:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("X = 1")])
+    with pytest.raises(ValueError, match="parameters"):
+        inject_parameters(notebook, {"X": 2})
+
+
+def test_execute_notebook_injects_and_saves_the_failing_copy(tmp_path: Path) -> None:
+    source = tmp_path / "tiny.ipynb"
+    nbformat.write(tiny_notebook("print(X * 7)", "import os; print(os.environ['MPLBACKEND'])", "1 / (X - 6)"), source)
+    with pytest.raises(CellExecutionError, match="ZeroDivisionError"):
+        execute_notebook(source, tmp_path / "out" / "tiny.ipynb", {"X": 6})
+    executed = nbformat.read(tmp_path / "out" / "tiny.ipynb", as_version=4)
+    outputs = [cell.outputs for cell in code_cells(executed)]
+    assert outputs[2][0].text == "42\n" and outputs[3][0].text == "Agg\n"
+    assert outputs[4][0].output_type == "error"
+    assert not list((tmp_path / "out").glob(".*partial*"))
+
+
+def test_quick_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert quick_mode(True, "gopro:/nowhere") is True and quick_mode(False, "sample") is False
+    with pytest.raises(ValueError, match="QUICK"):
+        quick_mode("yes", "sample")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert quick_mode("auto", f"gopro:{tmp_path}") is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert quick_mode("auto", f"gopro:{tmp_path / 'missing'}") is True
+    assert quick_mode("auto", f"gopro:{tmp_path}") is False
+    assert quick_mode("auto", "sample") is False
+
+
+def test_checkpoint_root(tmp_path: Path) -> None:
+    assert checkpoint_root(tmp_path, quick=False) == tmp_path
+    assert checkpoint_root(None, quick=True) == notebooks.REPO_ROOT / "outputs" / "checkpoints"
+    assert quick_parameters(tmp_path)["CHECKPOINT_DIR"] == str(tmp_path.resolve() / "checkpoints")
+
+
+def test_dataset_statistics_counts_pairs_sequences_and_sizes(gopro_root: Path) -> None:
+    rows = {row["split"]: row for row in dataset_statistics({"tiny": f"gopro:{gopro_root}"})}
+    on_disk = {split: sorted(gopro_root.glob(f"{split}/*/sharp/*.png")) for split in ("train", "test")}
+    assert rows["train"]["pairs"] + rows["val"]["pairs"] == len(on_disk["train"])
+    assert rows["test"]["pairs"] == len(on_disk["test"])
+    assert rows["train"]["sequences"] + rows["val"]["sequences"] == len({p.parent.parent for p in on_disk["train"]})
+    height, width = read_image(on_disk["test"][0]).shape[:2]
+    assert rows["test"]["frame sizes"] == f"{width}x{height} (1)"
+
+
+def test_cli_notebooks_command_is_wired() -> None:
+    args = build_parser().parse_args(["notebooks", "--only", "01", "05"])
+    module, function = COMMANDS[args.command]
+    assert getattr(importlib.import_module(module), function) is notebooks.notebooks_command
+    assert (args.out, args.full, args.only) == ("outputs/notebooks", False, ["01", "05"])
+
+
+# ----------------------------------------------------------------------------- executed in quick mode
+
+
+class Series:
+    """Executes the notebooks in order, each at most once, on first request (so per-test durations are per notebook)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.env = {
+            **NO_NETWORK,
+            "IMAGE_REPAIR_CACHE": str(out_dir / "cache"),  # the sample set and frame caches, built by 01
+            "TORCH_HOME": str(out_dir / "torch_home"),  # weights cached on this machine must not hide a download
+        }
+        self.results: dict[str, Exception | None] = {}
+
+    def run(self, name: str) -> nbformat.NotebookNode:
+        for earlier in NOTEBOOKS[: NOTEBOOKS.index(name) + 1]:
+            if earlier not in self.results:
+                try:
+                    execute_notebook(NOTEBOOK_DIR / earlier, self.out_dir / earlier, quick_parameters(self.out_dir), self.env)
+                    self.results[earlier] = None
+                except CellExecutionError as error:
+                    self.results[earlier] = error
+        if self.results[name] is not None:
+            pytest.fail(f"{name} failed (executed copy: {self.out_dir / name}):\n{str(self.results[name])[-3000:]}")
+        return nbformat.read(self.out_dir / name, as_version=4)
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory: pytest.TempPathFactory) -> Series:
+    return Series(tmp_path_factory.mktemp("notebooks"))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_quick_mode(series: Series, name: str) -> None:
+    executed = series.run(name)
+    cells = code_cells(executed)
+    assert all(cell.execution_count is not None for cell in cells), f"{name}: not every cell ran"
+    figures = [output for cell in cells for output in cell.outputs if "image/png" in output.get("data", {})]
+    assert len(figures) >= MIN_FIGURES[name[:2]], f"{name}: {len(figures)} figures"
+    text = stream_text(executed)
+    model = {"02": "dncnn", "03": "unet", "04": "edsr"}.get(name[:2])
+    if model:
+        for checkpoint in ("last.pt", "best.pt"):
+            assert (series.out_dir / "checkpoints" / model / checkpoint).is_file()
+    if name.startswith("05"):
+        for row in ("input (bicubic x2)", "+ DnCNN", "+ UNet", "+ EDSR", "+ unsharp", "bicubic + unsharp"):
+            assert f"| {row} " in text, f"ablation row {row!r} missing"
+        assert (series.out_dir / "checkpoints" / "evaluation" / "cascade.csv").is_file()
