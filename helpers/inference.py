@@ -1,0 +1,170 @@
+"""Fast inference for the cascade's networks: device choice, an optimised model copy, precision policy.
+
+What pays was decided from ``python -m bench`` (numbers in bench/README-style output, outputs/bench/):
+channels_last memory layout (oneDNN's fast convolution path on CPU, tensor cores on CUDA), batch
+norm folded into the preceding convolution, ``torch.inference_mode`` (the caller's job), and lower
+precision through autocast: float16 on CUDA, bfloat16 on CPUs with native bfloat16 instructions
+(AVX512-BF16 or AMX). Autocast keeps the models' normalisation and skip additions in float32 and
+runs only the convolutions in the low-precision type, which is why it holds PSNR where converting
+the whole network would not.
+
+Typical use (what ``helpers.pipeline`` does)::
+
+    device = pick_device(args.device)
+    model = prepare_for_inference(load_model(path), device)
+    dtype = inference_dtype(device, fp32=args.fp32)
+    with torch.inference_mode(), autocast_for(device, dtype):
+        restored = model(prepare_input(images, device))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from typing import Any, ContextManager
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+__all__ = [
+    "pick_device",
+    "prepare_for_inference",
+    "prepare_input",
+    "fold_conv_batchnorm",
+    "inference_dtype",
+    "cpu_has_native_bfloat16",
+    "autocast_for",
+]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda', 'cuda:1' are taken as asked.
+
+    Raises ValueError for an unknown name or for CUDA on a machine without it.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', received {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', received {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine (use 'cpu' or 'auto')")
+    return device
+
+
+def fold_conv_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every Conv2d directly followed by an eval-mode BatchNorm2d (inside a Sequential) into the conv.
+
+    Works in place on ``model`` (call it on a copy); the BatchNorm becomes ``nn.Identity`` so indices
+    in the Sequential are unchanged. Exact up to float rounding: y = gamma * (Wx - mean) / sqrt(var + eps) + beta.
+    """
+    for sequential in [module for module in model.modules() if isinstance(module, nn.Sequential)]:
+        for index in range(len(sequential) - 1):
+            conv, norm = sequential[index], sequential[index + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats:
+                sequential[index] = fuse_conv_bn_eval(conv.eval(), norm.eval())
+                sequential[index + 1] = nn.Identity()
+    return model
+
+
+class _CompiledOrEager(nn.Module):
+    """torch.compile'd model that falls back to eager, with one warning, if compiling fails at first call.
+
+    torch.compile is lazy, so failures (no C++ compiler, unsupported platform) surface only when the
+    model first runs; this keeps ``compile=True`` safe everywhere. Attributes (``arch``, ``min_size``,
+    ``scale``) are forwarded to the wrapped model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._compiled: Any = torch.compile(model)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self._compiled is not None:
+            try:
+                return self._compiled(*args, **kwargs)
+            except Exception as error:  # any compiler/backend failure: eager is always correct
+                warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); running eagerly", stacklevel=2)
+                self._compiled = None
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["model"], name)
+
+
+def prepare_for_inference(
+    model: nn.Module,
+    device: torch.device | str,
+    *,
+    channels_last: bool = True,
+    fold_batchnorm: bool = True,
+    compile: bool = False,
+) -> nn.Module:
+    """An eval-mode, gradient-free, optimised COPY of ``model`` on ``device``; the original is untouched.
+
+    Args:
+        channels_last: store 4-D weights as NHWC (oneDNN's and cuDNN's fast layout); outputs are
+            identical up to float rounding.
+        fold_batchnorm: fold Conv+BatchNorm pairs (DnCNN) into single convolutions.
+        compile: wrap in torch.compile (falls back to eager with a warning where it fails).
+
+    ``arch``, ``min_size`` and ``scale`` of the cascade's networks stay readable on the result.
+    """
+    prepared = copy.deepcopy(model).eval().requires_grad_(False)
+    if fold_batchnorm:
+        fold_conv_batchnorm(prepared)
+    prepared = prepared.to(device)
+    if channels_last:
+        prepared = prepared.to(memory_format=torch.channels_last)
+    if compile:
+        return _CompiledOrEager(prepared)
+    return prepared
+
+
+def prepare_input(images: torch.Tensor, device: torch.device | str, channels_last: bool = True) -> torch.Tensor:
+    """Move a (N, C, H, W) batch to ``device`` in the layout the prepared models want, in one copy."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """True when the CPU has bfloat16 arithmetic in hardware (AVX512-BF16 or AMX).
+
+    Without it oneDNN emulates bfloat16 and is slower than float32. torch exposes this test only
+    as the private ``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``, hence the guards.
+    """
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def inference_dtype(device: torch.device | str, fp32: bool = False) -> torch.dtype | None:
+    """The autocast type for inference on ``device``, or None for plain float32.
+
+    CUDA: float16 (tensor cores; the networks' activations stay far below its 65504 limit).
+    CPU: bfloat16 when the CPU computes it natively (measured ~2x over float32 for the cascade with
+    PSNR within 0.05 dB, see bench), else float32. ``fp32=True`` always gives None.
+    """
+    device = torch.device(device)
+    if fp32:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bfloat16():
+        return torch.bfloat16
+    return None
+
+
+def autocast_for(device: torch.device | str, dtype: torch.dtype | None) -> ContextManager[Any]:
+    """``torch.autocast`` for ``device`` in ``dtype``, or a no-op context when ``dtype`` is None (float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
