@@ -1,17 +1,45 @@
-"""``python -m helpers demo``: restore the embedded samples with the bundled weights (placeholder).
+"""``python -m helpers demo`` (``make demo``): restore the embedded sample set with the bundled weights.
 
-Until the pipeline lands this prints what the demo will do; see README.
+Builds the sample set (no download), restores its test frames (blurry 1280x720 downscaled to
+640x360) to 1280x720 with DnCNN -> UNet -> EDSR -> unsharp mask, and writes under ``--out``:
+``restored/<name>.png``, the ablation table ``demo.csv`` / ``demo.md``, ``demo_per_image.csv`` and
+the before/after grid ``demo_grid.png``; the table is also printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from .data import pairs_for
+from .evaluate import evaluate_cascade, format_table, save_evaluation
+from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer
+
+
+def missing_weights(weights_dir: Path) -> list[str]:
+    """The network files (dncnn.pt, unet.pt, edsr.pt) absent from ``weights_dir``."""
+    return [f"{stage}.pt" for stage in NETWORK_STAGES if not (weights_dir / f"{stage}.pt").is_file()]
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    """Explain the demo; the real one restores samples into ``args.out`` and prints the ablation table."""
-    print(
-        "demo (placeholder): will build the embedded sample set, restore its blurry 640x360 frames to 1280x720 "
-        f"with DnCNN -> UNet -> EDSR -> unsharp mask using weights/, and write images, a grid and a table to {args.out}"
-    )
+    """Run the demo; returns 1 with a message on stderr when the weights are missing."""
+    weights_dir = Path(args.weights) if args.weights else DEFAULT_WEIGHTS_DIR
+    missing = missing_weights(weights_dir)
+    if missing:
+        print(
+            f"demo: {weights_dir} lacks {', '.join(missing)}. The demo weights ship with the repository in weights/: "
+            "update your checkout (git pull). Or train your own (notebooks/, or `python -m helpers train MODEL "
+            "--out DIR`), export them with helpers.checkpoint.export_weights into one folder and pass --weights DIR.",
+            file=sys.stderr,
+        )
+        return 1
+    restorer = Restorer.from_weights(weights_dir, device=args.device)
+    pairs = pairs_for("sample", "test")
+    out = Path(args.out)
+    evaluation = evaluate_cascade(restorer, pairs, keep_examples=len(pairs), save_dir=out / "restored")
+    title = f"Demo: the cascade on the sample set's {len(pairs)} test frames (640x360 blurry -> 1280x720)"
+    paths = save_evaluation(evaluation, out, "demo", title)
+    print(f"{title}\n\n{format_table(evaluation.table)}\n")
+    print(f"restored images in {out / 'restored'}; wrote " + ", ".join(str(path) for path in paths.values()))
     return 0

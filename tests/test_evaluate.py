@@ -1,0 +1,233 @@
+"""helpers.evaluate: the ablation table and single-stage evaluators against scikit-image references."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from skimage.color import rgb2ycbcr
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+from torch import nn
+
+from helpers.checkpoint import export_weights
+from helpers.cli import main
+from helpers.data import pairs_for
+from helpers.evaluate import (
+    STAGE_LABELS,
+    UNSHARP_BASELINE,
+    evaluate_cascade,
+    evaluate_deblurring,
+    evaluate_denoising,
+    evaluate_super_resolution,
+    format_table,
+    save_evaluation,
+    upscale_bicubic,
+)
+from helpers.io import read_image, write_image
+from helpers.models import EDSR, UNet, DnCNN
+from helpers.pipeline import Restorer
+
+CASCADE_ROWS = [*STAGE_LABELS.values(), UNSHARP_BASELINE]
+
+
+def small_models(seed: int = 0) -> dict[str, nn.Module]:
+    """Random-initialised small networks (the real weights are not needed to test the plumbing)."""
+    torch.manual_seed(seed)
+    return {
+        "dncnn": DnCNN(depth=5, channels=16).eval(),
+        "unet": UNet(base_channels=8, depth=2).eval(),
+        "edsr": EDSR(num_blocks=2, channels=16).eval(),
+    }
+
+
+def reference_metrics(image: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """PSNR, SSIM (Wang et al.'s Gaussian window) and MSE on the [0, 1] scale, from scikit-image."""
+    return {
+        "psnr": peak_signal_noise_ratio(target, image, data_range=255),
+        "ssim": structural_similarity(
+            target, image, data_range=255, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        ),
+        "mse": mean_squared_error(target / 255.0, image / 255.0),
+    }
+
+
+@pytest.fixture(scope="module")
+def frame_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two (input 96x56, target 192x112) pairs: crops of real photos, the input an area-downscaled blurred copy."""
+    pairs = []
+    for photo in (skimage.data.astronaut(), skimage.data.coffee()):
+        target = np.ascontiguousarray(photo[100:212, 100:292])
+        blurred = cv2.GaussianBlur(target, (5, 5), 1.2)
+        pairs.append((cv2.resize(blurred, (96, 56), interpolation=cv2.INTER_AREA), target))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def cascade(frame_pairs):
+    restorer = Restorer(small_models(), device="cpu", fp32=True)
+    return restorer, evaluate_cascade(restorer, frame_pairs, keep_examples=2)
+
+
+def test_cascade_table_has_every_stage_and_baseline(cascade):
+    _, evaluation = cascade
+    assert [row["method"] for row in evaluation.table] == CASCADE_ROWS
+    assert all(set(row) == {"method", "psnr", "ssim", "mse", "psnr_gain"} for row in evaluation.table)
+    assert len(evaluation.per_image) == 2 * len(CASCADE_ROWS)
+    assert evaluation.table[0]["psnr_gain"] == 0.0
+
+
+def test_cascade_numbers_match_scikit_image(cascade, frame_pairs):
+    restorer, evaluation = cascade
+    for (name, images), (source, target) in zip(evaluation.examples, frame_pairs):
+        # the bicubic baseline is bicubic interpolation (OpenCV's, in float, agrees within one grey level)
+        opencv_bicubic = cv2.resize(source.astype(np.float32), (192, 112), interpolation=cv2.INTER_CUBIC)
+        bicubic = images[STAGE_LABELS["input"]]
+        assert np.abs(bicubic.astype(np.float32) - np.clip(opencv_bicubic, 0, 255)).max() <= 1.0
+        # the EDSR row measures exactly what the restorer produces at that stage
+        np.testing.assert_array_equal(images[STAGE_LABELS["edsr"]], restorer.restore_stages(source)["edsr"])
+        for method in (STAGE_LABELS["input"], STAGE_LABELS["edsr"]):
+            row = next(r for r in evaluation.per_image if r["image"] == name and r["method"] == method)
+            expected = reference_metrics(images[method], target)
+            assert row["psnr"] == pytest.approx(expected["psnr"], abs=1e-3)
+            assert row["ssim"] == pytest.approx(expected["ssim"], abs=1e-3)
+            assert row["mse"] == pytest.approx(expected["mse"], rel=1e-4)
+    table = {row["method"]: row for row in evaluation.table}
+    for method in (STAGE_LABELS["input"], STAGE_LABELS["dncnn"]):
+        per_image = [reference_metrics(images[method], target)["psnr"] for (_, images), (_, target) in zip(evaluation.examples, frame_pairs)]
+        assert table[method]["psnr"] == pytest.approx(np.mean(per_image), abs=1e-3)
+
+
+def test_cascade_low_resolution_stages_are_bicubically_upscaled(cascade, frame_pairs):
+    restorer, evaluation = cascade
+    source, target = frame_pairs[0]
+    denoised = restorer.restore_stages(source)["dncnn"]
+    assert denoised.shape == source.shape
+    np.testing.assert_array_equal(evaluation.examples[0][1][STAGE_LABELS["dncnn"]], upscale_bicubic(denoised, 112, 192))
+
+
+def test_save_evaluation_writes_decodable_files(cascade, tmp_path):
+    _, evaluation = cascade
+    paths = save_evaluation(evaluation, tmp_path, "cascade", "test run")
+    with open(paths["table_csv"]) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["method"] for row in rows] == CASCADE_ROWS
+    assert float(rows[0]["psnr"]) == pytest.approx(evaluation.table[0]["psnr"])
+    with open(paths["per_image_csv"]) as handle:
+        assert len(list(csv.DictReader(handle))) == len(evaluation.per_image)
+    markdown = paths["table_md"].read_text()
+    assert markdown.startswith("## test run") and all(f"| {method}" in markdown for method in CASCADE_ROWS)
+    grid = read_image(paths["grid_png"])
+    assert grid.ndim == 3 and min(grid.shape[:2]) > 100
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_format_table_is_aligned_markdown(cascade):
+    lines = format_table(cascade[1].table).splitlines()
+    assert len(lines) == 2 + len(CASCADE_ROWS) and len({len(line) for line in lines}) == 1
+    assert lines[0].startswith("| method") and set(lines[1]) <= {"|", "-"}
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.ascontiguousarray(skimage.data.astronaut()[60:156, 120:248])  # 128x96 face crop
+
+
+def test_denoising_identity_model_gives_the_noisy_input_psnr(photo):
+    evaluation = evaluate_denoising(nn.Identity(), [photo], sigma=25, seed=3, device="cpu")
+    rng = np.random.default_rng([3, 0])
+    noise = rng.standard_normal(photo.shape, dtype=np.float32) * np.float32(25 / 255)
+    noisy = np.round(np.clip(photo / np.float32(255) + noise, 0, 1) * 255).astype(np.uint8)
+    expected = peak_signal_noise_ratio(photo, noisy, data_range=255)
+    noisy_row, model_row = evaluation.table
+    assert noisy_row["method"] == "noisy input (sigma 25)" and model_row["method"] == "Identity"
+    assert noisy_row["psnr"] == pytest.approx(expected, abs=0.02)
+    assert model_row["psnr"] == pytest.approx(noisy_row["psnr"], abs=1e-6)
+    assert 20.0 < expected < 20.8  # sigma 25 noise: 20*log10(255/25) = 20.17 dB, a little more after clipping
+
+
+def test_super_resolution_matches_the_sr_convention(photo):
+    bicubic_model = nn.Upsample(scale_factor=2, mode="bicubic", align_corners=False)
+    evaluation = evaluate_super_resolution(bicubic_model, {"face": photo[:95, :127]}, scale=2, device="cpu")
+    target = photo[:94, :126]  # cropped to a multiple of the scale
+    low_res = np.round(target.reshape(47, 2, 63, 2, 3).astype(np.float64).mean(axis=(1, 3))).astype(np.uint8)
+    upscaled = torch.nn.functional.interpolate(
+        torch.from_numpy(low_res).permute(2, 0, 1)[None].double() / 255, size=(94, 126), mode="bicubic", align_corners=False
+    )
+    upscaled = np.round(upscaled.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    y_target, y_upscaled = rgb2ycbcr(target)[2:-2, 2:-2, 0], rgb2ycbcr(upscaled)[2:-2, 2:-2, 0]
+    expected = peak_signal_noise_ratio(y_target, y_upscaled, data_range=255)
+    bicubic_row, model_row = evaluation.table
+    assert bicubic_row["method"] == "bicubic x2"
+    assert bicubic_row["psnr_y"] == pytest.approx(expected, abs=0.05)
+    assert model_row["psnr_y"] == pytest.approx(bicubic_row["psnr_y"], abs=1e-6)  # a bicubic "model" ties
+
+
+def test_deblurring_has_blurry_and_unsharp_baselines(photo):
+    evaluation = evaluate_deblurring(nn.Identity(), [photo], seed=1, max_shift=6, device="cpu")
+    methods = [row["method"] for row in evaluation.table]
+    assert methods == ["blurry input", "blurry + unsharp", "Identity"]
+    blurry = evaluation.examples[0][1]["blurry input"]
+    assert evaluation.table[0]["psnr"] == pytest.approx(peak_signal_noise_ratio(photo, blurry, data_range=255), abs=1e-3)
+    assert evaluation.table[2]["psnr"] == pytest.approx(evaluation.table[0]["psnr"], abs=1e-6)
+    assert evaluation.table[1]["psnr"] != pytest.approx(evaluation.table[0]["psnr"], abs=1e-3)
+
+
+def test_single_stage_rejects_non_uint8_images(photo):
+    with pytest.raises(ValueError, match="image 0000: expected RGB uint8"):
+        evaluate_denoising(nn.Identity(), [photo.astype(np.float32)], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    for name, model in small_models().items():
+        export_weights(model, folder / f"{name}.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sample_cache(tmp_path_factory):
+    """The sample set is built once per test session (shared path) instead of in the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMAGE_REPAIR_CACHE", str(tmp_path_factory.getbasetemp() / "image_repair_cache"))
+        yield
+
+
+def test_evaluate_cli_cascade_on_sample_set(sample_cache, weights_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["evaluate", "--data", "sample", "--weights", str(weights_dir), "--out", str(out), "--limit", "1",
+                 "--device", "cpu", "--y-channel"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert all(method in printed for method in CASCADE_ROWS) and "PSNR-Y" in printed
+    with open(out / "cascade_per_image.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    first = pairs_for("sample", "test")[0].name
+    assert {row["image"] for row in rows} == {first} and len(rows) == len(CASCADE_ROWS)
+    assert read_image(out / "cascade_grid.png").ndim == 3 and (out / "cascade.md").is_file()
+
+
+@pytest.mark.parametrize("task, model", [("denoise", "dncnn"), ("sr", "edsr"), ("deblur", "unet")])
+def test_evaluate_cli_single_tasks(task, model, weights_dir, photo, tmp_path, capsys):
+    images = tmp_path / "images"
+    write_image(images / "a.png", photo)
+    write_image(images / "b.png", photo[::-1].copy())
+    out = tmp_path / "out"
+    code = main(["evaluate", "--task", task, "--data", f"folder:{images}", "--weights", str(weights_dir / f"{model}.pt"),
+                 "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    with open(out / f"{task}.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 2 and rows[0]["method"] in capsys.readouterr().out
+    assert read_image(out / f"{task}_grid.png").ndim == 3
+
+
+def test_evaluate_cli_names_missing_weights(tmp_path, photo):
+    write_image(tmp_path / "images" / "a.png", photo)
+    with pytest.raises(FileNotFoundError, match="dncnn.pt"):
+        main(["evaluate", "--task", "denoise", "--data", str(tmp_path / "images"), "--weights", str(tmp_path), "--device", "cpu"])
