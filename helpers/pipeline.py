@@ -159,12 +159,15 @@ class Restorer:
         """Restore one RGB uint8 image (H, W, 3); returns uint8 (scale*H', scale*W', 3)."""
         return tensor_to_image(self.restore_tensor(image_to_tensor(image))[0])
 
-    def restore_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Restore equally sized RGB uint8 images (video frames) as one batch; returns a list of uint8."""
+    def restore_batch(self, images: Sequence[np.ndarray], first_frame: int = 0) -> list[np.ndarray]:
+        """Restore equally sized RGB uint8 images (video frames) as one batch; returns a list of uint8.
+
+        ``first_frame`` numbers the frames in warnings (the batch's position in a video).
+        """
         shapes = {image.shape for image in images}
         if len(shapes) != 1:
             raise ValueError(f"restore_batch: expected images of one size, received shapes {sorted(shapes)}")
-        return list(tensor_to_image(self.restore_tensor(image_to_tensor(np.stack(images)))))
+        return list(tensor_to_image(self.restore_tensor(image_to_tensor(np.stack(images)), first_frame)))
 
     def restore_stages(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Every stage's output as uint8, in order: {'input', then each stage run}; for plots.
@@ -174,12 +177,12 @@ class Restorer:
         outputs = self._run(image_to_tensor(image), keep_stages=True)
         return {name: tensor_to_image(tensor[0]) for name, tensor in outputs.items()}
 
-    def restore_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+    def restore_tensor(self, batch: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
         """Restore a float (N, 3, H, W) batch in [0, 1]; returns float32 (N, 3, s*H', s*W') on the batch's device.
 
         Each image is restored independently (networks in eval mode, no cross-image statistics).
         """
-        return self._run(batch, keep_stages=False)[self.stages[-1]]
+        return self._run(batch, keep_stages=False, first_frame=first_frame)[self.stages[-1]]
 
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ValueError when an image of height x width is too small for the enabled networks."""
@@ -192,7 +195,7 @@ class Restorer:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _run(self, batch: torch.Tensor, keep_stages: bool) -> dict[str, torch.Tensor]:
+    def _run(self, batch: torch.Tensor, keep_stages: bool, first_frame: int = 0) -> dict[str, torch.Tensor]:
         """Validate, optionally resize, then run whole or tiled; returns {'input'?, stage: tensor} on the batch's device."""
         check_image_batch(batch, name="Restorer input")
         if self.resize_to_frame:
@@ -200,7 +203,10 @@ class Restorer:
         self.check_input_size(*batch.shape[-2:])
         with torch.inference_mode():
             batch = batch.float()
-            outputs = self._run_tiled(batch, keep_stages) if self.tile else self._run_window(batch, keep_stages, "image")
+            if self.tile:
+                outputs = self._run_tiled(batch, keep_stages, first_frame)
+            else:
+                outputs = self._run_window(batch, keep_stages, "image", first_frame)
         return {"input": batch, **outputs} if keep_stages else outputs
 
     def _resize_to_frame(self, batch: torch.Tensor) -> torch.Tensor:
@@ -218,7 +224,7 @@ class Restorer:
         )
         return resized.clamp_(0, 1)
 
-    def _run_tiled(self, batch: torch.Tensor, keep_stages: bool) -> dict[str, torch.Tensor]:
+    def _run_tiled(self, batch: torch.Tensor, keep_stages: bool, first_frame: int) -> dict[str, torch.Tensor]:
         """Run the cascade tile by tile; each tile's padded window goes to the device, its core comes back."""
         height, width = batch.shape[-2:]
         rows = _tile_spans(height, self.tile, self.tile_overlap, self.size_multiple, self.min_size)
@@ -228,7 +234,7 @@ class Restorer:
             for left, right, window_left, window_right in columns:
                 window = batch[..., window_top:window_bottom, window_left:window_right]
                 label = f"tile rows {top}-{bottom}, columns {left}-{right}"
-                for stage, result in self._run_window(window, keep_stages, label).items():
+                for stage, result in self._run_window(window, keep_stages, label, first_frame).items():
                     factor = self._stage_scale(stage)
                     if stage not in outputs:
                         outputs[stage] = batch.new_empty((*batch.shape[:2], height * factor, width * factor))
@@ -243,14 +249,14 @@ class Restorer:
         """Size factor of a stage's output relative to the input."""
         return self.scale if STAGES.index(stage) >= STAGES.index("edsr") else 1
 
-    def _run_window(self, window: torch.Tensor, keep_stages: bool, label: str) -> dict[str, torch.Tensor]:
+    def _run_window(self, window: torch.Tensor, keep_stages: bool, label: str, first_frame: int) -> dict[str, torch.Tensor]:
         """Cascade on one image or tile (all frames of the batch) on the device, float32 fallback per frame."""
         inputs = prepare_input(window, self.device)
         outputs, finite = self._cascade(inputs, self.dtype, keep_stages)
         if self.dtype is not None and not bool(finite.all()):
             bad = torch.nonzero(~finite).flatten()
             warnings.warn(
-                f"{label}, frame(s) {bad.tolist()}: non-finite values in {self.dtype} inference, redone in float32",
+                f"{label}, frame(s) {[first_frame + index for index in bad.tolist()]}: non-finite values in {self.dtype} inference, redone in float32",
                 stacklevel=4,
             )
             redone, finite = self._cascade(inputs[bad], None, keep_stages)

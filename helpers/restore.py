@@ -1,0 +1,168 @@
+"""``python -m helpers restore``: restore image files, folders of images and videos with the cascade.
+
+Output naming: one input file -> OUT is the output file (or an existing folder to write into); several
+inputs or a folder -> OUT is a folder and each output keeps its input's file name (videos become
+``<stem>.mp4``, mp4v codec, same frame rate, no audio). A file that fails is reported on one line,
+skipped and counted; the exit code is 1 when any failed, 2 when the cascade could not be set up.
+
+Pixel formats: grey images are restored as RGB and written back grey; RGBA keeps its alpha, resized
+bilinearly to the output size (dropped, with a note, for JPEG outputs); palette images are decoded to
+RGB; 16-bit images are restored at 8-bit precision and written back 16-bit (PNG/TIFF outputs) or
+8-bit (other formats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from .io import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    is_image_file,
+    is_video_file,
+    list_images,
+    read_image_any,
+    read_video_frames,
+    to_rgb_uint8,
+    video_writer,
+    write_image,
+)
+from .pipeline import Restorer
+
+__all__ = ["restore_command", "restore_image_file", "restore_video_file", "plan_outputs"]
+
+HIGH_DEPTH_SUFFIXES = (".png", ".tif", ".tiff")  # formats OpenCV writes at 16 bits per channel
+NO_ALPHA_SUFFIXES = (".jpg", ".jpeg")
+VIDEO_BATCH = 4  # frames restored together: keeps the GPU busy, bounded memory
+
+
+def _error_line(error: BaseException, *paths: Path) -> str:
+    """One line naming the file and the problem; the first path is added unless the message names one already."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return message if any(str(path) in message for path in paths) else f"{paths[0]}: {message}"
+
+
+def _expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files to restore (folders expanded to their images) and one error line per unusable input."""
+    files, errors = [], []
+    for name in inputs:
+        path = Path(name)
+        try:
+            if path.is_dir():
+                files += list_images(path)
+            elif not path.exists():
+                raise FileNotFoundError(f"{path}: not found")
+            elif is_image_file(path) or is_video_file(path):
+                files.append(path)
+            else:
+                raise ValueError(
+                    f"{path}: unsupported file type {path.suffix!r} "
+                    f"(images: {' '.join(IMAGE_SUFFIXES)}; videos: {' '.join(VIDEO_SUFFIXES)})"
+                )
+        except (OSError, ValueError) as error:
+            errors.append(_error_line(error, path))
+    return files, errors
+
+
+def plan_outputs(inputs: list[str], files: list[Path], output: Path) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs: OUT is the file for a single input file, else a folder of same-named outputs."""
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not output.is_dir()
+    if single:
+        return [(source, output) for source in files]
+    return [(source, output / (f"{source.stem}.mp4" if is_video_file(source) else source.name)) for source in files]
+
+
+def _check_destination(source: Path, destination: Path, overwrite: bool, planned: set[Path]) -> None:
+    """Refuse to replace the input, an output of this run, or an existing file without --overwrite."""
+    expected = (".mp4",) if is_video_file(source) else IMAGE_SUFFIXES
+    if destination.suffix.lower() not in expected:
+        raise ValueError(f"{destination}: output suffix must be one of {' '.join(expected)} for {source}")
+    if destination.resolve() == source.resolve():
+        raise ValueError(f"{destination}: output would replace its input")
+    if destination.resolve() in planned:
+        raise ValueError(f"{destination}: another input of this run already writes this output")
+    if destination.exists() and not overwrite:
+        raise FileExistsError(f"{destination}: output exists (use --overwrite to replace it)")
+
+
+def _match_format(restored: np.ndarray, original: np.ndarray, destination: Path) -> np.ndarray:
+    """Give the restored RGB uint8 image the original's layout: grey, alpha (resized) and 16-bit where possible."""
+    height, width = restored.shape[:2]
+    high_depth = original.dtype == np.uint16 and destination.suffix.lower() in HIGH_DEPTH_SUFFIXES
+    image = cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY) if original.ndim == 2 else restored
+    if high_depth:
+        image = image.astype(np.uint16) * 257  # exact 8 -> 16 bit map (255 -> 65535)
+    if original.ndim == 3 and original.shape[2] == 4:
+        if destination.suffix.lower() in NO_ALPHA_SUFFIXES:
+            tqdm.write(f"note: {destination}: JPEG has no alpha channel; transparency dropped")
+            return image
+        alpha = cv2.resize(original[:, :, 3], (width, height), interpolation=cv2.INTER_LINEAR)
+        if original.dtype == np.uint16 and not high_depth:
+            alpha = np.round(alpha / 257.0).astype(np.uint8)
+        image = np.dstack([image, alpha])
+    return image
+
+
+def restore_image_file(restorer: Restorer, source: Path, destination: Path) -> None:
+    """Read, restore and atomically write one image, keeping its pixel format (see module docstring)."""
+    original = read_image_any(source)
+    restored = restorer.restore(to_rgb_uint8(original))
+    write_image(destination, _match_format(restored, original, destination))
+
+
+def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    iterator = iter(frames)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def restore_video_file(restorer: Restorer, source: Path, destination: Path) -> None:
+    """Restore a video frame by frame into an MP4 (mp4v) at the same frame rate, written atomically."""
+    frames = read_video_frames(source)
+    restorer.check_input_size(frames.height, frames.width)
+    scale = restorer.scale
+    with video_writer(destination, frames.fps, frames.width * scale, frames.height * scale) as write, tqdm(
+        total=frames.frame_count or None, unit="frame", desc=source.name, leave=False
+    ) as progress:
+        for batch in _batches(frames, VIDEO_BATCH):
+            for frame in restorer.restore_batch(batch, first_frame=progress.n):
+                write(frame)
+            progress.update(len(batch))
+    tqdm.write(f"note: {destination}: audio is not carried over (frames only)")
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    """Run ``python -m helpers restore``; returns 0 when every input was restored, 1 when any failed, 2 on setup errors."""
+    stages = args.stages.split(",")
+    scale = args.scale if args.scale is not None else (2 if "edsr" in stages else 1)
+    try:
+        restorer = Restorer.from_weights(
+            args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32
+        )
+    except (OSError, ValueError) as error:
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    files, errors = _expand_inputs(args.inputs)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    failed, restored, planned = len(errors), 0, set()
+    for source, destination in tqdm(plan_outputs(args.inputs, files, Path(args.output)), unit="file", desc="restore"):
+        try:
+            _check_destination(source, destination, args.overwrite, planned)
+            planned.add(destination.resolve())
+            restore = restore_video_file if is_video_file(source) else restore_image_file
+            restore(restorer, source, destination)
+            restored += 1
+        except Exception as error:  # one bad file must not stop the batch; it is reported and counted
+            tqdm.write(f"error: {_error_line(error, source, destination)}", file=sys.stderr)
+            failed += 1
+    print(f"restored {restored}, failed {failed}")
+    return 1 if failed else 0

@@ -1,0 +1,241 @@
+"""Restorer: stage order and switching, sizes, errors, tiling against the untiled run, float32 fallback."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import skimage.filters
+import torch
+from torch import nn
+
+from helpers import pipeline
+from helpers.checkpoint import CheckpointError, export_weights
+from helpers.io import image_to_tensor, tensor_to_image
+from helpers.models import EDSR, DnCNN, UNet
+from helpers.pipeline import Restorer
+
+
+def small_networks(seed: int = 0) -> dict[str, nn.Module]:
+    """Random-initialised small cascade networks (PyTorch's default init keeps their outputs unsaturated)."""
+    torch.manual_seed(seed)
+    networks = {"dncnn": DnCNN(depth=5, channels=16), "unet": UNet(base_channels=8, depth=2), "edsr": EDSR(num_blocks=2, channels=16)}
+    return {name: network.eval() for name, network in networks.items()}
+
+
+def save_networks(networks: dict[str, nn.Module], folder: Path) -> Path:
+    """A weights folder as the training engineer's export writes it: <stage>.pt."""
+    for name, network in networks.items():
+        export_weights(network, folder / f"{name}.pt")
+    return folder
+
+
+def photo(height: int, width: int, name: str = "coffee") -> np.ndarray:
+    """A crop of a scikit-image sample photo (RGB uint8)."""
+    return np.ascontiguousarray(getattr(skimage.data, name)()[40 : 40 + height, 60 : 60 + width])
+
+
+@pytest.fixture(scope="module")
+def networks() -> dict[str, nn.Module]:
+    return small_networks()
+
+
+def max_difference(first: np.ndarray, second: np.ndarray) -> int:
+    return int(np.abs(first.astype(int) - second.astype(int)).max())
+
+
+@pytest.mark.parametrize("height, width", [(37, 53), (53, 37), (48, 48)])
+def test_any_size_and_orientation_scale_2_and_1(networks, height, width):
+    image = photo(height, width)
+    upscaled = Restorer(networks, device="cpu").restore(image)
+    in_place = Restorer(networks, stages=("dncnn", "unet", "unsharp"), scale=1, device="cpu").restore(image)
+    assert upscaled.shape == (2 * height, 2 * width, 3) and upscaled.dtype == np.uint8
+    assert in_place.shape == (height, width, 3) and in_place.dtype == np.uint8
+
+
+def test_cascade_matches_stages_composed_by_hand(networks):
+    """Fixed order, clamping between stages, unsharp mask as scikit-image computes it."""
+    image = photo(40, 56)
+    stages = Restorer(networks, device="cpu", fp32=True).restore_stages(image)
+    assert list(stages) == ["input", "dncnn", "unet", "edsr", "unsharp"]
+    with torch.inference_mode():
+        tensor = image_to_tensor(image)
+        for name in ("dncnn", "unet", "edsr"):
+            tensor = networks[name](tensor).clamp(0, 1)
+            assert max_difference(stages[name], tensor_to_image(tensor[0])) <= 1, name
+    # channel by channel on contiguous planes: scikit-image 0.26's gaussian returns garbage for strided channel views
+    planes = [np.ascontiguousarray(plane, dtype=np.float64) for plane in tensor[0].numpy()]
+    sharpened = np.stack([skimage.filters.unsharp_mask(plane, radius=1, amount=0.5) for plane in planes], axis=-1)
+    assert max_difference(stages["unsharp"], np.round(np.clip(sharpened, 0, 1) * 255).astype(np.uint8)) <= 1
+    assert np.array_equal(stages["input"], image)
+    assert [array.shape for array in stages.values()] == [(40, 56, 3)] * 3 + [(80, 112, 3)] * 2
+
+
+def test_stage_switching_runs_only_the_chosen_stages(networks):
+    image = photo(40, 56)
+    stages = Restorer(networks, stages=("unet", "dncnn"), scale=1, device="cpu", fp32=True).restore_stages(image)
+    assert list(stages) == ["input", "dncnn", "unet"]
+    only_edsr = Restorer(networks, stages=("edsr",), device="cpu", fp32=True).restore(image)
+    with torch.inference_mode():
+        expected = tensor_to_image(networks["edsr"](image_to_tensor(image))[0])
+    assert max_difference(only_edsr, expected) <= 1
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"stages": ("dncnn", "unet"), "scale": 2}, "needs the 'edsr' stage"),
+        ({"scale": 1}, "scale 1 enhances in place"),
+        ({"stages": ("dncnn", "sharpen")}, "unknown \\['sharpen'\\]"),
+        ({"stages": ()}, "none given"),
+        ({"tile": -8}, "expected >= 0"),
+    ],
+)
+def test_bad_options_raise_clear_errors(networks, options, message):
+    with pytest.raises(ValueError, match=message):
+        Restorer(networks, device="cpu", **options)
+
+
+def test_missing_network_and_edsr_scale_mismatch(networks):
+    with pytest.raises(ValueError, match="no network given for stage\\(s\\) unet"):
+        Restorer({"dncnn": networks["dncnn"], "edsr": networks["edsr"]}, device="cpu")
+    with pytest.raises(ValueError, match="upscales x4"):
+        Restorer({**networks, "edsr": EDSR(scale=4, num_blocks=1, channels=8)}, device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_cuda_requested_without_cuda(networks):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        Restorer(networks, device="cuda")
+
+
+def test_too_small_and_wrong_inputs(networks):
+    restorer = Restorer(networks, device="cpu")
+    assert restorer.min_size == 11  # DnCNN(depth=5): receptive field 2 * 5 + 1
+    with pytest.raises(ValueError, match="40x8 pixels is too small.*11x11.*dncnn 11"):
+        restorer.restore(np.zeros((8, 40, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        restorer.restore(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="one size"):
+        restorer.restore_batch([photo(32, 32), photo(32, 40)])
+
+
+def test_from_weights_loads_only_needed_stages_and_explains_missing_files(networks, tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    export_weights(networks["dncnn"], folder / "dncnn.pt")
+    restorer = Restorer.from_weights(folder, stages=("dncnn", "unsharp"), scale=1, device="cpu")
+    assert restorer.restore(photo(24, 24)).shape == (24, 24, 3)
+    with pytest.raises(FileNotFoundError, match="unet.pt: weights not found.*export_weights.*--weights"):
+        Restorer.from_weights(folder, device="cpu")
+    monkeypatch.setattr(pipeline, "DEFAULT_WEIGHTS_DIR", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="absent/dncnn.pt: weights not found"):
+        Restorer.from_weights(device="cpu")
+    export_weights(networks["unet"], folder / "edsr.pt")
+    with pytest.raises(CheckpointError, match="holds a 'unet' network, expected 'edsr'"):
+        Restorer.from_weights(folder, stages=("edsr",), device="cpu")
+
+
+def test_default_weights_dir_is_the_repository_weights_folder():
+    assert pipeline.DEFAULT_WEIGHTS_DIR == Path(__file__).resolve().parent.parent / "weights"
+
+
+def test_batch_frames_are_restored_independently(networks):
+    restorer = Restorer(networks, device="cpu", fp32=True)
+    first, second = photo(40, 48), photo(40, 48, name="astronaut")
+    batch = restorer.restore_batch([first, second])
+    assert max_difference(batch[0], restorer.restore(first)) <= 1
+    assert max_difference(batch[1], restorer.restore(second)) <= 1
+    assert max_difference(batch[0], batch[1]) > 50
+    tensor = restorer.restore_tensor(image_to_tensor(np.stack([first, second])))
+    assert tensor.shape == (2, 3, 80, 96) and tensor.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "image",
+    [photo(100, 132, "astronaut"), photo(90, 140, "coffee"), np.random.default_rng(0).integers(0, 256, (70, 84, 3), np.uint8)],
+    ids=["astronaut", "coffee", "noise"],
+)
+def test_tiled_output_matches_untiled(networks, image):
+    """Every stage agrees within 1/255 over the whole image; without overlap the seams show (the check can fail)."""
+    whole = Restorer(networks, device="cpu", fp32=True).restore_stages(image)
+    tiled = Restorer(networks, device="cpu", fp32=True, tile=32).restore_stages(image)
+    differences = {name: max_difference(tiled[name], whole[name]) for name in whole}
+    assert max(differences.values()) <= 1, differences
+    seamed = Restorer(networks, device="cpu", fp32=True, tile=32, tile_overlap=0).restore(image)
+    assert max_difference(seamed, whole["unsharp"]) > 4
+
+
+def test_only_one_padded_tile_reaches_the_networks(networks):
+    restorer = Restorer(networks, device="cpu", tile=32, tile_overlap=16)
+    seen: list[tuple[int, ...]] = []
+    restorer.models["dncnn"].register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape)))
+    restorer.restore(photo(100, 132))
+    assert len(seen) == 4 * 5  # ceil(100 / 32) rows x ceil(132 / 32) columns
+    assert all(height <= 32 + 2 * 16 and width <= 32 + 2 * 16 for _, _, height, width in seen)
+
+
+class OverflowsInReducedPrecision(nn.Module):
+    """Identity whose low-precision path overflows to +inf on bright frames, as float16 activations can beyond 65504."""
+
+    min_size = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1, bias=False)
+        nn.init.dirac_(self.conv.weight)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        result = self.conv(images)
+        if result.dtype != torch.float32:
+            bright = images.mean(dim=(1, 2, 3)) > 0.5
+            result = result.float().masked_fill(bright[:, None, None, None], float("inf"))
+        return result
+
+
+def test_non_finite_reduced_precision_frames_are_redone_in_float32():
+    restorer = Restorer({"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", half_dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    dark, bright = torch.rand(3, 16, 16) * 0.4, 0.6 + torch.rand(3, 16, 16) * 0.4
+    with pytest.warns(UserWarning, match=r"frame\(s\) \[11\]: non-finite values in torch.bfloat16 inference, redone in float32"):
+        restored = restorer.restore_tensor(torch.stack([dark, bright]), first_frame=10)
+    assert torch.equal(restored[1], bright)  # the redone frame: exact float32 identity
+    assert torch.equal(restored[0], dark.to(torch.bfloat16).float())  # the finite frame kept its bfloat16 result
+    assert not torch.equal(restored[0], dark)  # (so the two paths are distinguishable)
+
+
+def test_non_finite_tile_is_redone_and_fp32_never_warns():
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[16:, 16:] = 230
+    restorer = Restorer(
+        {"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", tile=16, tile_overlap=0,
+        half_dtype=torch.bfloat16,
+    )
+    with pytest.warns(UserWarning, match="tile rows 16-32, columns 16-32") as record:
+        assert np.array_equal(restorer.restore(image), image)
+    assert len(record) == 1
+    forced = Restorer({"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", fp32=True, half_dtype=torch.bfloat16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(forced.restore(image), image)
+
+
+@pytest.mark.parametrize(
+    "height, width, expected, aspect_note",
+    [(200, 300, (720, 1280, 3), True), (300, 200, (1280, 720, 3), True), (180, 320, (720, 1280, 3), False)],
+)
+def test_resize_to_frame_warns_and_keeps_orientation(networks, height, width, expected, aspect_note):
+    restorer = Restorer(networks, stages=("edsr",), device="cpu", resize_to_frame=True)
+    with pytest.warns(UserWarning, match=f"resized {width}x{height} -> ") as record:
+        assert restorer.restore(photo(height, width)).shape == expected
+    assert ("aspect ratio changed" in str(record[0].message)) == aspect_note
+
+
+def test_resize_to_frame_leaves_frames_of_the_right_size_alone(networks):
+    restorer = Restorer(networks, stages=("unsharp",), scale=1, device="cpu", resize_to_frame=True)
+    frame = np.random.default_rng(1).integers(0, 256, (360, 640, 3), np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert restorer.restore(frame).shape == (360, 640, 3)

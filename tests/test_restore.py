@@ -1,0 +1,254 @@
+"""``python -m helpers restore``: every input kind, every bad input, pixel formats, overwrite, exit codes, atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.transform
+from PIL import Image
+
+import helpers.io
+from helpers.cli import main
+from helpers.io import read_image, read_image_any, write_image
+from helpers.pipeline import Restorer
+from test_pipeline import max_difference, photo, save_networks, small_networks
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    return save_networks(small_networks(), tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def reference(weights_dir) -> Restorer:
+    """The pipeline the CLI should run, for expected pixels."""
+    return Restorer.from_weights(weights_dir, device="cpu", fp32=True)
+
+
+@pytest.fixture
+def restore(weights_dir):
+    """Run the command in-process with the test weights on CPU in float32; returns the exit code."""
+
+    def run(*args: str | Path) -> int:
+        return main(["restore", *map(str, args), "--weights", str(weights_dir), "--device", "cpu", "--fp32"])
+
+    return run
+
+
+def write_video(path: Path, frames: int, fps: float = 12.0, size: tuple[int, int] = (64, 48)) -> list[np.ndarray]:
+    """A short mp4v clip written directly with OpenCV (independent of helpers.io); returns the RGB frames."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    source = photo(size[1] + 2 * frames, size[0] + 2 * frames)
+    clip = [np.ascontiguousarray(source[2 * index : 2 * index + size[1], 2 * index : 2 * index + size[0]]) for index in range(frames)]
+    for frame in clip:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return clip
+
+
+def decode_video(path: Path) -> tuple[list[np.ndarray], float]:
+    capture = cv2.VideoCapture(str(path))
+    fps, frames = capture.get(cv2.CAP_PROP_FPS), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames, fps
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files an interrupted write would leave."""
+    return sorted(path.name for path in folder.rglob("*") if ".partial" in path.name)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tiff", ".webp"])
+def test_each_image_format(restore, reference, tmp_path, capsys, suffix):
+    source = write_image(tmp_path / f"in{suffix}", photo(40, 56))
+    assert restore(source, "-o", tmp_path / f"out{suffix}") == 0
+    restored, expected = read_image(tmp_path / f"out{suffix}"), reference.restore(read_image(source))
+    assert restored.shape == (80, 112, 3)
+    # lossy formats: the same encoder applied to the expected pixels gives the same file
+    assert np.array_equal(restored, read_image(write_image(tmp_path / f"expected{suffix}", expected)))
+    assert "restored 1, failed 0" in capsys.readouterr().out
+
+
+def test_folder_and_several_inputs_write_same_names_into_a_folder(restore, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    write_image(folder / "a.png", photo(40, 56))
+    write_image(folder / "b.jpg", photo(36, 44, "astronaut"))
+    (folder / "notes.txt").write_text("not an image")
+    extra = write_image(tmp_path / "c.bmp", photo(24, 24))
+    assert restore(folder, extra, "-o", tmp_path / "out") == 0
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.jpg", "c.bmp"]
+    assert read_image(tmp_path / "out" / "b.jpg").shape == (72, 88, 3)
+    assert "restored 3, failed 0" in capsys.readouterr().out
+
+
+def test_videos_keep_frame_count_and_rate_at_twice_the_size(restore, reference, tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", frames=5)
+    write_video(tmp_path / "other.avi", frames=3, fps=8.0)
+    assert restore(tmp_path / "clip.mp4", tmp_path / "other.avi", "-o", tmp_path / "out") == 0
+    frames, fps = decode_video(tmp_path / "out" / "clip.mp4")
+    assert len(frames) == 5 and fps == pytest.approx(12.0) and frames[0].shape == (96, 128, 3)
+    decoded_input, _ = decode_video(tmp_path / "clip.mp4")
+    assert np.abs(frames[2].astype(int) - reference.restore(decoded_input[2])).mean() < 12  # mp4v's loss only
+    assert max_difference(decoded_input[2], clip[2]) > 0  # (the input itself went through the codec)
+    other, other_fps = decode_video(tmp_path / "out" / "other.mp4")
+    assert len(other) == 3 and other_fps == pytest.approx(8.0)
+    captured = capsys.readouterr()
+    assert "audio is not carried over" in captured.out + captured.err
+    assert "restored 2, failed 0" in captured.out
+
+
+def test_bad_inputs_are_reported_skipped_and_counted(restore, tmp_path, capsys):
+    good = write_image(tmp_path / "good.png", photo(32, 32))
+    (tmp_path / "empty").mkdir()
+    valid = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(valid[: len(valid) // 2])
+    (tmp_path / "text.png").write_text("this is not a PNG")
+    (tmp_path / "broken.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    write_image(tmp_path / "tiny.png", photo(8, 8))
+    (tmp_path / "notes.txt").write_text("hello")
+    bad = ["missing.png", "empty", "truncated.png", "text.png", "broken.mp4", "tiny.png", "notes.txt"]
+    code = restore(good, *[tmp_path / name for name in bad], "-o", tmp_path / "out")
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "restored 1, failed 7" in captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 7
+    for name, problem in zip(bad, ["not found", "no images", "not a readable image", "not a readable image",
+                                   "not a readable video", "too small", "unsupported file type"]):
+        assert any(str(tmp_path / name) in line and problem in line for line in errors), (name, errors)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good.png"]
+    assert read_image(tmp_path / "out" / "good.png").shape == (64, 64, 3) and good.exists()
+
+
+def test_grey_rgba_palette_and_16_bit_images(restore, reference, tmp_path):
+    rgb = photo(40, 56)
+    grey = rgb[:, :, 1].copy()
+    alpha = np.tile(np.linspace(0, 255, 56).astype(np.uint8), (40, 1))
+    write_image(tmp_path / "in" / "grey.png", grey)
+    write_image(tmp_path / "in" / "rgba.png", np.dstack([rgb, alpha]))
+    Image.fromarray(rgb).quantize(colors=32).save(tmp_path / "in" / "palette.png")
+    deep = rgb.astype(np.uint16) * 257 + np.random.default_rng(0).integers(0, 100, rgb.shape).astype(np.uint16)
+    write_image(tmp_path / "in" / "deep.tiff", deep)
+    assert restore(tmp_path / "in", "-o", tmp_path / "out") == 0
+    out = tmp_path / "out"
+
+    restored_grey = read_image_any(out / "grey.png")
+    expected_grey = reference.restore(np.dstack([grey] * 3)) @ np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma
+    assert restored_grey.shape == (80, 112) and np.abs(restored_grey - expected_grey).max() <= 1
+
+    restored_rgba = read_image_any(out / "rgba.png")
+    assert restored_rgba.shape == (80, 112, 4)
+    assert np.array_equal(restored_rgba[:, :, :3], reference.restore(rgb))
+    expected_alpha = skimage.transform.resize(alpha.astype(float), (80, 112), order=1, mode="edge", anti_aliasing=False)
+    assert np.abs(restored_rgba[:, :, 3] - expected_alpha).max() <= 2
+
+    restored_palette = read_image_any(out / "palette.png")
+    decoded = np.array(Image.open(tmp_path / "in" / "palette.png").convert("RGB"))
+    assert restored_palette.shape == (80, 112, 3) and np.array_equal(restored_palette, reference.restore(decoded))
+
+    restored_deep = read_image_any(out / "deep.tiff")
+    assert restored_deep.dtype == np.uint16 and restored_deep.shape == (80, 112, 3)
+    eight_bit = np.round(deep / 257).astype(np.uint8)
+    assert np.array_equal(restored_deep, reference.restore(eight_bit).astype(np.uint16) * 257)
+
+
+def test_16_bit_to_an_8_bit_format(restore, reference, tmp_path):
+    deep = write_image(tmp_path / "deep.png", photo(32, 40).astype(np.uint16) * 257)
+    assert restore(deep, "-o", tmp_path / "out.bmp") == 0
+    restored = read_image_any(tmp_path / "out.bmp")
+    assert restored.dtype == np.uint8 and np.array_equal(restored, reference.restore(photo(32, 40)))
+
+
+def test_existing_output_needs_overwrite_and_input_is_never_replaced(restore, tmp_path, capsys):
+    source = write_image(tmp_path / "in.png", photo(32, 32))
+    target = tmp_path / "out.png"
+    target.write_bytes(b"keep me")
+    assert restore(source, "-o", target) == 1
+    assert f"error: {target}: output exists (use --overwrite to replace it)" in capsys.readouterr().err
+    assert target.read_bytes() == b"keep me"
+    assert restore(source, "-o", target, "--overwrite") == 0
+    assert read_image(target).shape == (64, 64, 3)
+    original = source.read_bytes()
+    assert restore(source, "-o", source, "--overwrite") == 1
+    assert "output would replace its input" in capsys.readouterr().err
+    assert source.read_bytes() == original
+
+
+def test_scale_and_stage_options(restore, weights_dir, tmp_path, capsys):
+    source = write_image(tmp_path / "in.png", photo(40, 56))
+    assert restore(source, "-o", tmp_path / "x1.png", "--scale", "1", "--stages", "dncnn,unet,unsharp") == 0
+    assert read_image(tmp_path / "x1.png").shape == (40, 56, 3)
+    assert restore(source, "-o", tmp_path / "auto.png", "--stages", "dncnn") == 0  # no edsr: scale 1
+    expected = Restorer.from_weights(weights_dir, stages=("dncnn",), scale=1, device="cpu", fp32=True).restore(photo(40, 56))
+    assert np.array_equal(read_image(tmp_path / "auto.png"), expected)
+    assert restore(source, "-o", tmp_path / "x2.png", "--scale", "2") == 0
+    assert read_image(tmp_path / "x2.png").shape == (80, 112, 3)
+    capsys.readouterr()
+    assert restore(source, "-o", tmp_path / "bad.png", "--scale", "2", "--stages", "dncnn") == 2
+    assert "needs the 'edsr' stage" in capsys.readouterr().err
+    assert restore(source, "-o", tmp_path / "bad.png", "--stages", "dncnn,sharpen") == 2
+    assert "unknown ['sharpen']" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_tiled_cli_output_matches_untiled(restore, tmp_path):
+    source = write_image(tmp_path / "in.png", photo(72, 100, "astronaut"))
+    assert restore(source, "-o", tmp_path / "whole.png") == 0
+    assert restore(source, "-o", tmp_path / "tiled.png", "--tile", "32") == 0
+    assert max_difference(read_image(tmp_path / "whole.png"), read_image(tmp_path / "tiled.png")) <= 1
+
+
+def test_missing_weights_is_a_setup_error(tmp_path, capsys):
+    source = write_image(tmp_path / "in.png", photo(32, 32))
+    assert main(["restore", str(source), "-o", str(tmp_path / "out.png"), "--weights", str(tmp_path / "none")]) == 2
+    assert "dncnn.pt: weights not found" in capsys.readouterr().err
+
+
+def test_failed_image_encode_leaves_no_partial_file(restore, tmp_path, monkeypatch, capsys):
+    source = write_image(tmp_path / "in.png", photo(32, 32))
+    real_imencode = cv2.imencode
+
+    class HalfWritten:
+        """Encoded bytes whose write to disk fails half way (disk full)."""
+
+        def __init__(self, encoded: np.ndarray) -> None:
+            self.encoded = encoded
+
+        def tofile(self, path: str) -> None:
+            Path(path).write_bytes(self.encoded.tobytes()[: self.encoded.size // 2])
+            raise OSError("No space left on device")
+
+    monkeypatch.setattr(helpers.io.cv2, "imencode", lambda suffix, image: (True, HalfWritten(real_imencode(suffix, image)[1])))
+    assert restore(source, "-o", tmp_path / "out" / "out.png") == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_failure_mid_video_leaves_no_partial_file(restore, tmp_path, monkeypatch, capsys):
+    write_video(tmp_path / "clip.mp4", frames=6)
+    real_restore_batch = Restorer.restore_batch
+
+    def fails_on_second_batch(self, images, first_frame=0):
+        if first_frame > 0:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_restore_batch(self, images, first_frame)
+
+    monkeypatch.setattr(Restorer, "restore_batch", fails_on_second_batch)
+    assert restore(tmp_path / "clip.mp4", "-o", tmp_path / "out" / "clip.mp4") == 1
+    assert "clip.mp4: CUDA out of memory (simulated)" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_help_documents_formats_and_naming(capsys):
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    text = capsys.readouterr().out
+    assert "16-bit" in text and "<stem>.mp4" in text and "--overwrite" in text
