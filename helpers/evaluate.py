@@ -197,7 +197,9 @@ def _evaluation_items(data: Any) -> tuple[Sequence[Any], list[str]]:
 def _unsharp_of(restorer: Any) -> nn.Module:
     """The restorer's own unsharp mask (so the baseline sharpens identically), else the default one."""
     unsharp = getattr(restorer, "models", {}).get("unsharp")
-    return unsharp.cpu() if isinstance(unsharp, UnsharpMask) else UnsharpMask()
+    if isinstance(unsharp, UnsharpMask):  # a CPU copy: the baseline runs on uint8 images in host memory
+        return UnsharpMask(unsharp.sigma, unsharp.amount, unsharp.threshold)
+    return UnsharpMask()
 
 
 def evaluate_cascade(

@@ -64,7 +64,7 @@ def plot_history(
 
     ``history`` maps names to per-epoch lists ("train_loss", "val_loss", "val_psnr", ...); an
     optional "epoch" list gives the x values. Keys starting with "input_" or "baseline_" (e.g.
-    "input_psnr", a number or a list) are drawn dashed as the baseline on their metric's axis.
+    "input_psnr", a number or a per-epoch list) are drawn dashed as the baseline on their metric's axis.
     ``keys`` limits the curves drawn (default: every list whose name ends in loss, psnr or ssim).
     A single epoch is drawn as points.
     """
@@ -81,18 +81,21 @@ def plot_history(
     groups = list(dict.fromkeys(_metric_of(key) for key in curves))
     figure = Figure(figsize=(5.0 * len(groups), 3.8), layout="constrained")
     axes = figure.subplots(1, len(groups), squeeze=False)[0]
+    def epochs(count: int) -> list:
+        return list(history.get("epoch") or range(1, count + 1))[:count]
+
     for axis, group in zip(axes, groups):
         for key, values in curves.items():
             if _metric_of(key) == group:
-                epochs = history.get("epoch") or range(1, len(values) + 1)
-                axis.plot(list(epochs)[: len(values)], values, marker="o", label=key)
+                axis.plot(epochs(len(values)), values, marker="o", label=key)
         for key, value in baselines.items():
             if _metric_of(key) != group:
                 continue
-            if np.isscalar(value):
-                axis.axhline(float(value), linestyle="--", color="grey", label=f"{key} ({float(value):.2f})")
+            values = np.atleast_1d(np.asarray(value, dtype=float))
+            if np.ptp(values) == 0:  # a constant baseline (the usual input PSNR), visible even for one epoch
+                axis.axhline(values[0], linestyle="--", color="grey", label=f"{key} ({values[0]:.2f})")
             else:
-                axis.plot(range(1, len(value) + 1), list(value), linestyle="--", color="grey", label=key)
+                axis.plot(epochs(len(values)), values, linestyle="--", color="grey", label=key)
         axis.set_xlabel("epoch")
         axis.set_ylabel({"psnr": "PSNR (dB)", "ssim": "SSIM"}.get(group, group))
         axis.grid(alpha=0.3)

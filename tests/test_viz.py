@@ -30,8 +30,11 @@ def test_plot_history_single_epoch_with_dashed_input_baseline():
 
 
 def test_plot_history_groups_metrics_and_respects_keys():
-    history = {"epoch": [1, 2, 3], "train_loss": [3, 2, 1], "val_psnr": [20, 21, 22], "val_ssim": [0.5, 0.6, 0.7], "lr": [1, 1, 1]}
-    assert len(plot_history(history).axes) == 3  # loss, psnr, ssim; lr is not drawn by default
+    history = {"epoch": [1, 2, 3], "train_loss": [3, 2, 1], "val_psnr": [20, 21, 22], "val_ssim": [0.5, 0.6, 0.7],
+               "input_psnr": [19.0, 19.0, 19.0], "lr": [1, 1, 1], "skipped_steps": [0, 0, 0]}
+    figure = plot_history(history)
+    assert len(figure.axes) == 3  # loss, psnr, ssim; lr and skipped_steps are not drawn by default
+    assert [list(line.get_ydata()) for line in figure.axes[1].lines if line.get_linestyle() == "--"] == [[19.0, 19.0]]
     only = plot_history(history, keys=["train_loss"])
     assert len(only.axes) == 1 and list(only.axes[0].lines[0].get_xdata()) == [1, 2, 3]
     with pytest.raises(ValueError, match="no curves"):
