@@ -29,7 +29,7 @@ def demo_command(args: argparse.Namespace) -> int:
     if missing:
         print(
             f"demo: {weights_dir} lacks {', '.join(missing)}. The demo weights ship with the repository in weights/: "
-            "update your checkout (git pull), or rebuild them on the CPU with `bash weights/train_demo.sh` (slow on a CPU). "
+            "update your checkout (git pull), or rebuild them with `bash weights/train_demo.sh` (slow on a CPU). "
             "Or train your own (notebooks/, or `python -m helpers train MODEL --out DIR`), export them with "
             "helpers.checkpoint.export_weights into one folder and pass --weights DIR.",
             file=sys.stderr,
