@@ -147,8 +147,8 @@ class Restorer:
             if not path.is_file():
                 raise FileNotFoundError(
                     f"{path}: weights not found; a weights folder holds dncnn.pt, unet.pt and edsr.pt written by "
-                    "helpers.checkpoint.export_weights (train with `python -m helpers train MODEL --out DIR` and "
-                    "export, or run the training notebooks), passed with --weights DIR"
+                    "helpers.checkpoint.export_weights: make the demo weights with `bash weights/train_demo.sh`, "
+                    "or train your own (notebooks 02-04) and pass their folder with --weights DIR"
                 )
             models[stage] = load_model(path, expected_name=stage)
         return cls(models, **options)
