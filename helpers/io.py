@@ -145,7 +145,9 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
         image = image[None]
     if image.ndim != 4 or image.shape[-1] != 3:
         raise ValueError(f"expected an RGB image (H, W, 3) or batch (N, H, W, 3), got shape {image.shape}")
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    # torch cannot wrap a read-only array (e.g. np.asarray of a PIL image) without a warning: copy those
+    array = np.ascontiguousarray(image) if image.flags.writeable else np.array(image)
+    tensor = torch.from_numpy(array).to(device)
     return tensor.permute(0, 3, 1, 2).float().div_(255.0)
 
 
