@@ -1,0 +1,82 @@
+"""helpers.profiling: FLOPs counted from the layers equal the closed forms; timing and memory helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers.models import DnCNN, EDSR
+from helpers.profiling import Timing, count_flops, measure_in_subprocess, peak_rss_bytes, time_call
+
+
+@pytest.mark.parametrize(("in_channels", "out_channels", "kernel", "height", "width"), [(64, 64, 3, 18, 32), (3, 5, 5, 17, 23), (8, 4, 1, 9, 9)])
+def test_single_convolution_flops_are_exact(in_channels: int, out_channels: int, kernel: int, height: int, width: int) -> None:
+    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+    flops = count_flops(conv, torch.rand(1, in_channels, height, width))
+    assert flops == 2 * in_channels * out_channels * kernel * kernel * height * width
+
+
+def test_batch_multiplies_flops() -> None:
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    assert count_flops(conv, torch.rand(4, 3, 10, 12)) == 4 * count_flops(conv, torch.rand(1, 3, 10, 12))
+
+
+def _conv_flops(in_channels: int, out_channels: int, pixels: int, kernel: int = 3) -> int:
+    return 2 * in_channels * out_channels * kernel * kernel * pixels
+
+
+@pytest.mark.parametrize(("depth", "channels"), [(17, 64), (5, 16)])
+def test_dncnn_flops_match_closed_form(depth: int, channels: int) -> None:
+    height, width = 40, 48
+    pixels = height * width
+    # first conv 3->C, depth-2 convs C->C (batch norm and ReLU are not multiply-adds), last conv C->3
+    expected = _conv_flops(3, channels, pixels) + (depth - 2) * _conv_flops(channels, channels, pixels) + _conv_flops(channels, 3, pixels)
+    model = DnCNN(depth=depth, channels=channels).eval()
+    assert count_flops(model, torch.rand(1, 3, height, width)) == expected
+
+
+def test_edsr_flops_match_closed_form() -> None:
+    blocks, channels, height, width = 3, 16, 12, 20
+    pixels = height * width
+    expected = (
+        _conv_flops(3, channels, pixels)  # head
+        + (2 * blocks + 1) * _conv_flops(channels, channels, pixels)  # residual blocks + body conv
+        + _conv_flops(channels, 4 * channels, pixels)  # x2 sub-pixel conv
+        + _conv_flops(channels, 3, 4 * pixels)  # tail at the output size
+    )
+    model = EDSR(scale=2, num_blocks=blocks, channels=channels).eval()
+    assert count_flops(model, torch.rand(1, 3, height, width)) == expected
+
+
+def test_time_call_runs_warmup_then_timed_repeats() -> None:
+    calls = []
+    timing = time_call(lambda: calls.append(1), repeats=4, warmup=2)
+    assert len(calls) == 6 and len(timing.seconds) == 4
+    assert all(seconds >= 0 for seconds in timing.seconds)
+    with pytest.raises(ValueError, match="repeats"):
+        time_call(lambda: None, repeats=0)
+
+
+def test_timing_median_and_spread() -> None:
+    timing = Timing([3.0, 1.0, 2.0, 10.0, 2.0])
+    assert timing.median == 2.0
+    assert timing.spread == pytest.approx((10.0 - 1.0) / 2.0)
+
+
+def test_peak_rss_grows_with_touched_memory() -> None:
+    before = peak_rss_bytes()
+    block = np.ones((before + 64 * 2**20) // 8)  # more touched memory than the whole peak so far
+    assert peak_rss_bytes() >= block.nbytes > before  # in bytes, not KiB, and it grew
+
+
+def test_measure_in_subprocess_returns_result_and_its_own_peak() -> None:
+    result = measure_in_subprocess("json:loads", s='{"answer": 42}')
+    assert result["answer"] == 42
+    assert result["peak_rss_bytes"] > 0
+
+
+def test_measure_in_subprocess_reports_failures() -> None:
+    with pytest.raises(RuntimeError, match="json:loads failed"):
+        measure_in_subprocess("json:loads", s="not json")
