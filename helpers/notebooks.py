@@ -61,7 +61,7 @@ def quick_mode(quick: bool | str, data: str) -> bool:
         return quick
     if quick != "auto":
         raise ValueError(f"QUICK must be True, False or 'auto', got {quick!r}")
-    kind, _, argument = data.partition(":")
+    argument = data.partition(":")[2]
     paths = [Path(p) for p in argument.split(",")] if argument else []
     missing = [str(p) for p in paths if not p.exists()]
     if not torch.cuda.is_available():

@@ -85,6 +85,12 @@ def test_badge_setup_cell_and_parameters(name: str) -> None:
     assert notebook.metadata.kernelspec.name == "python3"
 
 
+def test_readme_badges_use_the_same_links() -> None:
+    readme = (notebooks.REPO_ROOT / "README.md").read_text()
+    for name in NOTEBOOKS:
+        assert colab_url(name) in readme, f"README lacks the Colab link of {name}"
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_no_long_functions_or_classes(name: str) -> None:
     for cell in code_cells(read(name)):
