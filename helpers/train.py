@@ -464,7 +464,7 @@ class _Trainer:
             self.global_step += 1
             if self._all_ranks_finite(loss_value):
                 non_finite_streak = 0
-                loss_sum, loss_steps = loss_sum + float(loss_value), loss_steps + 1
+                loss_sum, loss_steps = loss_sum + loss_value.item(), loss_steps + 1
                 skipped += not self._optimizer_step(loss_value)
             else:
                 skipped += 1
@@ -477,7 +477,7 @@ class _Trainer:
                         f"{self.checkpoint_dir / LAST_CHECKPOINT} (try a lower --lr, --grad-clip or --no-amp)"
                     )
             images += len(inputs) * self.info.world_size
-            bar.set_postfix(loss=f"{float(loss_value):.4g}", img_s=f"{images / (time.perf_counter() - started):.1f}")
+            bar.set_postfix(loss=f"{loss_value.item():.4g}", img_s=f"{images / (time.perf_counter() - started):.1f}")
         totals = _all_reduce_sum(torch.tensor([loss_sum, loss_steps], dtype=torch.float64, device=self.device), self.info)
         return (totals[0] / totals[1]).item() if totals[1] else math.nan, skipped
 

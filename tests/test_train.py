@@ -1,0 +1,317 @@
+"""Tests for the trainer: learning, exact resume, crash safety, NaN handling, bad checkpoints, DDP, history.
+
+Networks are tiny (DnCNN depth 5 x 16, UNet 8 x depth 2, EDSR 2 blocks x 16) and patches small, on
+the embedded sample set built once into a temporary cache. Torch runs one thread per process: on a
+shared two-core machine OpenMP threads spinning against other processes made steps many times slower.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from torch import nn
+from torch.utils.data import DataLoader
+
+from helpers.checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
+from helpers.cli import build_parser, main
+from helpers.data import build_dataset, resolve_source
+from helpers.losses import build_loss
+from helpers.models import EDSR, DnCNN, UNet
+from helpers.train import HISTORY_KEYS, EpochSampler, TrainingDiverged, evaluate, fit, train_command
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "dncnn": lambda: DnCNN(depth=5, channels=16),
+    "unet": lambda: UNet(base_channels=8, depth=2),
+    "edsr": lambda: EDSR(num_blocks=2, channels=16),
+}
+LOSSES = {"dncnn": {"weights": {"mse": 1.0}}, "unet": {"weights": {"mse": 0.0, "l1": 1.0}}, "edsr": {"weights": {"mse": 0.0, "l1": 1.0}}}
+QUICK = {"batch_size": 8, "steps_per_epoch": 4, "early_stop_patience": None}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample set and frame caches, built once for this module."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def sample_pairs(cache_root: Path) -> dict[str, list]:
+    source = resolve_source("sample", cache_root=cache_root)
+    return {"train": source.pairs("train"), "val": source.pairs("val")}
+
+
+def make_datasets(stage: str, pairs: dict[str, list], cache_root: Path, patch: int = 32, val_patch: int = 48):
+    options = {"sigma": 25.0} if stage == "dncnn" else {}
+    train = build_dataset(stage, pairs["train"], patch_size=patch, samples_per_frame=50, cache_dir=cache_root / "frames", **options)
+    val = build_dataset(stage, pairs["val"], patch_size=val_patch, augment=False, samples_per_frame=2, cache_dir=cache_root / "frames", **options)
+    return train, val
+
+
+def subprocess_env(cache_root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "IMAGE_REPAIR_CACHE": str(cache_root),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def cli_train_args(out: Path, *extra: str) -> list[str]:
+    return ["train", "dncnn", "--data", "sample", "--out", str(out), "--batch-size", "2", "--patch", "40", "--val-patch", "48", *extra]
+
+
+# ----------------------------------------------------------------------------- learning and history
+
+
+@pytest.mark.parametrize("stage", ["dncnn", "unet", "edsr"])
+def test_short_run_lowers_validation_loss(stage, sample_pairs, cache_root, tmp_path):
+    torch.manual_seed(0)
+    model = TINY[stage]()
+    train, val = make_datasets(stage, sample_pairs, cache_root)
+    loss = build_loss(LOSSES[stage])
+    before = evaluate(model, DataLoader(val), loss, torch.device("cpu"))
+    history = fit(model, train, val, loss, checkpoint_dir=tmp_path, epochs=2, lr=3e-3, batch_size=8, steps_per_epoch=30, early_stop_patience=None)
+
+    assert history["val_loss"][-1] < 0.9 * before["val_loss"]
+    assert history["val_psnr"][-1] > before["val_psnr"] + 0.3
+    if stage == "dncnn":  # denoising beats the noisy input within seconds; deblurring and SR need minutes
+        assert history["val_psnr"][-1] > history["input_psnr"][-1] + 1.0
+
+
+def test_history_and_metrics_match_independent_references(sample_pairs, cache_root, tmp_path):
+    torch.manual_seed(0)
+    train, val = make_datasets("edsr", sample_pairs, cache_root)
+    history = fit(TINY["edsr"](), train, val, build_loss(LOSSES["edsr"]), checkpoint_dir=tmp_path, epochs=2, lr=3e-3, **QUICK)
+
+    assert set(history) == set(HISTORY_KEYS)
+    assert all(len(values) == 2 for values in history.values())
+    assert history["epoch"] == [1, 2]
+    assert load_checkpoint(tmp_path / "last.pt")["history"] == history
+    # The input baseline is the bicubic upscale (OpenCV here; borders differ slightly from torch's).
+    bicubic, best_model = [], load_model(tmp_path / "last.pt")
+    predicted_psnr, predicted_ssim = [], []
+    for index in range(len(val)):
+        low, high = val[index]
+        target = high.permute(1, 2, 0).numpy().astype(np.float64)
+        upscaled = cv2.resize(low.permute(1, 2, 0).numpy(), target.shape[1::-1], interpolation=cv2.INTER_CUBIC).clip(0, 1)
+        bicubic.append(peak_signal_noise_ratio(target, upscaled.astype(np.float64), data_range=1.0))
+        with torch.no_grad():
+            prediction = best_model(low[None])[0].clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float64)
+        predicted_psnr.append(peak_signal_noise_ratio(target, prediction, data_range=1.0))
+        predicted_ssim.append(
+            structural_similarity(target, prediction, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        )
+    assert history["input_psnr"][0] == pytest.approx(np.mean(bicubic), abs=0.15)
+    assert history["input_psnr"][0] == history["input_psnr"][1]
+    assert history["val_psnr"][-1] == pytest.approx(np.mean(predicted_psnr), abs=1e-3)
+    assert history["val_ssim"][-1] == pytest.approx(np.mean(predicted_ssim), abs=1e-3)
+    assert all(s == 0 for s in history["skipped_steps"]) and all(s > 0 for s in history["seconds"])
+
+
+def test_epoch_sampler_is_seeded_and_splits_ranks():
+    single = EpochSampler(10, 24, seed=3)
+    single.set_epoch(1)
+    order = list(single)
+    assert len(order) == 24 and sorted(order[:10]) == list(range(10))  # whole permutations chained
+    assert list(single) == order
+    single.set_epoch(2)
+    assert list(single) != order
+    ranks = [EpochSampler(10, 12, seed=3, rank=rank, world_size=2) for rank in (0, 1)]
+    for sampler in ranks:
+        sampler.set_epoch(1)
+    assert list(ranks[0]) == order[0::2] and list(ranks[1]) == order[1::2]
+
+
+# ----------------------------------------------------------------------------- resume and crash safety
+
+
+def test_resume_reproduces_an_uninterrupted_run(sample_pairs, cache_root, tmp_path):
+    def run(folder: Path, epochs: int, resume: bool) -> tuple[nn.Module, dict]:
+        torch.manual_seed(0)
+        model = TINY["dncnn"]()  # batch norm: running statistics must resume too
+        train, val = make_datasets("dncnn", sample_pairs, cache_root)
+        history = fit(model, train, val, config={"loss": LOSSES["dncnn"], "lr": 1e-3, **QUICK, "epochs": epochs},
+                      checkpoint_dir=folder, resume=resume)
+        return model, history
+
+    straight, straight_history = run(tmp_path / "straight", 2, resume=False)
+    run(tmp_path / "split", 1, resume=False)
+    resumed, resumed_history = run(tmp_path / "split", 2, resume=True)
+
+    for (name, expected), actual in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(expected.float(), actual.float(), rtol=0, atol=0), name
+    without_time = lambda history: {key: values for key, values in history.items() if key != "seconds"}  # noqa: E731
+    assert without_time(resumed_history) == without_time(straight_history)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
+
+
+def test_sigkill_mid_epoch_then_resume_finishes(sample_pairs, cache_root, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "helpers", *cli_train_args(out, "--epochs", "3", "--steps-per-epoch", "8")]
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(cache_root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 2
+    finished_early = process.poll() is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not finished_early, process.stderr.read().decode()
+    assert load_checkpoint(out / "last.pt")["epoch"] in (1, 2)
+
+    result = subprocess.run(command + ["--resume"], cwd=REPO, env=subprocess_env(cache_root), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "resuming from" in result.stdout
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 3 and state["history"]["epoch"] == [1, 2, 3]
+    assert load_model(out / "last.pt", expected_name="dncnn")
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]  # no temp files left
+
+
+def test_failed_checkpoint_write_keeps_the_previous_file(sample_pairs, cache_root, tmp_path, monkeypatch):
+    train, val = make_datasets("edsr", sample_pairs, cache_root)
+    config = {"loss": LOSSES["edsr"], **QUICK}
+    fit(TINY["edsr"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=1)
+    before = (tmp_path / "last.pt").read_bytes()
+    real_save = torch.save
+
+    def save_half_then_die(obj, file, *args, **kwargs):
+        real_save(obj, file, *args, **kwargs)
+        with open(file, "r+b") as handle:
+            handle.truncate(os.path.getsize(file) // 2)
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(torch, "save", save_half_then_die)
+    with pytest.raises(OSError, match="simulated"):
+        fit(TINY["edsr"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=2, resume=True)
+    monkeypatch.undo()
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+class NanAfter(nn.Module):
+    """L1 for the first ``good_steps`` training calls, NaN afterwards (validation calls stay finite)."""
+
+    def __init__(self, good_steps: int) -> None:
+        super().__init__()
+        self.good_steps, self.training_calls = good_steps, 0
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = (prediction - target).abs().mean()
+        if torch.is_grad_enabled():
+            self.training_calls += 1
+            if self.training_calls > self.good_steps:
+                return loss * math.nan
+        return loss
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(sample_pairs, cache_root, tmp_path):
+    train, val = make_datasets("edsr", sample_pairs, cache_root)
+    model = TINY["edsr"]()
+    with pytest.raises(TrainingDiverged, match=r"non-finite for 3 consecutive steps.*last\.pt"):
+        fit(model, train, val, NanAfter(good_steps=4), checkpoint_dir=tmp_path, epochs=3, nan_patience=3, **QUICK)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 1 and state["global_step"] == 4
+    assert all(torch.isfinite(value).all() for value in state["model"].values())
+    for name, value in model.state_dict().items():  # the NaN steps were skipped, not applied
+        assert torch.equal(value, state["model"][name]), name
+
+
+# ----------------------------------------------------------------------------- bad checkpoints
+
+
+@pytest.fixture(scope="module")
+def dncnn_checkpoint(sample_pairs, cache_root, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("dncnn_run")
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    fit(TINY["dncnn"](), train, val, config={"loss": LOSSES["dncnn"], **QUICK, "steps_per_epoch": 1}, checkpoint_dir=folder, epochs=1)
+    return folder / "last.pt"
+
+
+@pytest.mark.parametrize(
+    "make_file, message",
+    [
+        (lambda good, path: path.write_bytes(good.read_bytes()[: good.stat().st_size // 2]), "not a readable checkpoint"),
+        (lambda good, path: path.write_text("hello, I am not a checkpoint\n"), "not a readable checkpoint"),
+        (lambda good, path: torch.save({"weights": torch.zeros(2)}, path), "not an image-repair checkpoint"),
+        (lambda good, path: export_weights(load_model(good), path), "not a training checkpoint"),
+    ],
+    ids=["truncated", "text", "foreign", "inference-only"],
+)
+def test_resume_from_a_bad_file_names_it(make_file, message, dncnn_checkpoint, sample_pairs, cache_root, tmp_path):
+    make_file(dncnn_checkpoint, tmp_path / "last.pt")
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    with pytest.raises(CheckpointError, match=message) as error:
+        fit(TINY["dncnn"](), train, val, checkpoint_dir=tmp_path, epochs=2, resume=True, **QUICK)
+    assert str(tmp_path / "last.pt") in str(error.value)
+
+
+@pytest.mark.parametrize("other", [lambda: EDSR(num_blocks=2, channels=16), lambda: DnCNN(depth=6, channels=16)], ids=["edsr", "deeper-dncnn"])
+def test_resume_with_another_architecture_names_the_file(other, dncnn_checkpoint, sample_pairs, cache_root, tmp_path):
+    (tmp_path / "last.pt").write_bytes(dncnn_checkpoint.read_bytes())
+    stage = "edsr" if isinstance(other(), EDSR) else "dncnn"
+    train, val = make_datasets(stage, sample_pairs, cache_root)
+    with pytest.raises(CheckpointError, match="holds a .*dncnn.* but the model to train is") as error:
+        fit(other(), train, val, checkpoint_dir=tmp_path, epochs=2, resume=True, **QUICK)
+    assert str(tmp_path / "last.pt") in str(error.value)
+
+
+def test_cli_reports_a_bad_checkpoint_in_one_line(cache_root, sample_pairs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    (tmp_path / "last.pt").write_bytes(b"\x00" * 100)
+    assert main(cli_train_args(tmp_path, "--epochs", "1", "--steps-per-epoch", "1", "--resume")) == 1
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and str(tmp_path / "last.pt") in error_lines[0]
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+def test_torchrun_two_gloo_processes_write_one_checkpoint(cache_root, sample_pairs, tmp_path, monkeypatch):
+    out = tmp_path / "ddp"
+    args = cli_train_args(out, "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers", *args]
+    result = subprocess.run(command, cwd=REPO, env=subprocess_env(cache_root), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]
+    assert result.stdout.count("epoch 1/1:") == 1  # only rank 0 reports
+
+    # The all-reduced validation PSNR equals a single-process evaluation over the whole validation set.
+    state = load_checkpoint(out / "last.pt")
+    assert state["global_step"] == 2 and state["config"]["batch_size"] == 2
+    parsed = build_parser().parse_args(args)
+    from helpers.train import _datasets  # the CLI's own dataset construction, so the crops are the same
+
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    _, val = _datasets(parsed, 40, world_size=1)
+    metrics = evaluate(load_model(out / "last.pt"), DataLoader(val), build_loss(state["config"]["loss"]), torch.device("cpu"))
+    assert metrics["val_psnr"] == pytest.approx(state["history"]["val_psnr"][-1], abs=1e-4)
+    assert metrics["val_loss"] == pytest.approx(state["history"]["val_loss"][-1], rel=1e-4)
+
+
+def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert train_command(build_parser().parse_args(cli_train_args(tmp_path, "--device", "cuda"))) == 1
+    assert "no CUDA GPU" in capsys.readouterr().err
