@@ -21,6 +21,7 @@ import nbformat
 import torch
 from tqdm.auto import tqdm
 
+from .colab import REPO_URL, default_checkpoint_dir
 from .data import resolve_source
 from .io import atomic_path, read_image
 
@@ -33,22 +34,15 @@ NOTEBOOKS = (
     "04_edsr_super_resolution.ipynb",
     "05_pipeline_evaluation.ipynb",
 )
-GITHUB_OWNER = "your-org"  # placeholder: your fork's owner (README's badges use the same)
-REPO_NAME = "image-repair-and-restoration"
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 CELL_TIMEOUT_S = 600
 KERNEL_ENV = {"MPLBACKEND": "Agg"}  # never a GUI backend while executing (the setup cell's %matplotlib inline draws PNGs)
 
 
-def repo_url(owner: str = GITHUB_OWNER) -> str:
-    """The GitHub repository the notebooks clone in Colab."""
-    return f"https://github.com/{owner}/{REPO_NAME}"
-
-
-def colab_url(notebook: str, owner: str = GITHUB_OWNER) -> str:
-    """The "Open in Colab" link of a notebook of this repository's main branch."""
-    return f"https://colab.research.google.com/github/{owner}/{REPO_NAME}/blob/main/notebooks/{notebook}"
+def colab_url(notebook: str, repo_url: str = REPO_URL) -> str:
+    """The "Open in Colab" link of a notebook on the main branch of ``repo_url`` (``helpers.colab.REPO_URL``)."""
+    return repo_url.replace("https://github.com/", "https://colab.research.google.com/github/", 1) + f"/blob/main/notebooks/{notebook}"
 
 
 def quick_mode(quick: bool | str, data: str) -> bool:
@@ -76,14 +70,11 @@ def quick_mode(quick: bool | str, data: str) -> bool:
 
 def checkpoint_root(checkpoint_dir: str | os.PathLike | None, quick: bool) -> Path:
     """Where the training notebooks keep checkpoints: ``checkpoint_dir`` if given; in quick mode
-    ``outputs/checkpoints`` of this checkout (never Drive); else ``helpers.colab.default_checkpoint_dir()``."""
+    ``outputs/checkpoints-quick`` of this checkout (never Drive, never mixed with real runs); else
+    ``helpers.colab.default_checkpoint_dir()`` (Drive in Colab)."""
     if checkpoint_dir is not None:
         return Path(checkpoint_dir)
-    if quick:
-        return REPO_ROOT / "outputs" / "checkpoints"
-    from .colab import default_checkpoint_dir
-
-    return Path(default_checkpoint_dir())
+    return REPO_ROOT / "outputs" / "checkpoints-quick" if quick else default_checkpoint_dir()
 
 
 def dataset_statistics(sources: Mapping[str, str], splits: Sequence[str] = ("train", "val", "test")) -> list[dict[str, Any]]:

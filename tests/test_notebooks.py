@@ -15,6 +15,7 @@ from nbclient.exceptions import CellExecutionError
 
 from helpers import notebooks
 from helpers.cli import COMMANDS, build_parser
+from helpers.colab import REPO_URL
 from helpers.io import read_image
 from helpers.notebooks import (
     INJECTED_TAG,
@@ -79,7 +80,7 @@ def test_badge_setup_cell_and_parameters(name: str) -> None:
     assert f"({colab_url(name)})" in notebook.cells[0].source and "colab-badge.svg" in notebook.cells[0].source
     cells = code_cells(notebook)
     assert cells[0].source == code_cells(read(NOTEBOOKS[0]))[0].source, f"{name}: setup cell differs from 01's"
-    assert "colab.setup(" in cells[0].source and notebooks.repo_url() in cells[0].source
+    assert "colab.setup(" in cells[0].source and f'REPO_URL = "{REPO_URL}"' in cells[0].source
     assert PARAMETERS_TAG in tags(cells[1]), f"{name}: the second code cell must be the parameters cell"
     assert 'QUICK = "auto"' in cells[1].source
     assert notebook.metadata.kernelspec.name == "python3"
@@ -147,7 +148,7 @@ def test_quick_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_checkpoint_root(tmp_path: Path) -> None:
     assert checkpoint_root(tmp_path, quick=False) == tmp_path
-    assert checkpoint_root(None, quick=True) == notebooks.REPO_ROOT / "outputs" / "checkpoints"
+    assert checkpoint_root(None, quick=True) == notebooks.REPO_ROOT / "outputs" / "checkpoints-quick"
     assert quick_parameters(tmp_path)["CHECKPOINT_DIR"] == str(tmp_path.resolve() / "checkpoints")
 
 
