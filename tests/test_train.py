@@ -315,3 +315,16 @@ def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
         pytest.skip("a GPU is present")
     assert train_command(build_parser().parse_args(cli_train_args(tmp_path, "--device", "cuda"))) == 1
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
+    from helpers.train import _rng_state, _set_rng_state
+
+    import random
+
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    torch.save(_rng_state(), tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    _set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    actual = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1]) and expected[2] == actual[2]
