@@ -33,7 +33,8 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -51,7 +52,8 @@ INPUT_HEIGHT, INPUT_WIDTH = 360, 640
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 OUTPUT_PATH = Path("outputs/bench/inference.json")
 STAGE_NAMES = ("dncnn", "unet", "edsr", "unsharp")
-PSNR_TOLERANCE_DB = 0.05
+RESTORER = "Restorer (helpers.pipeline)"
+SINGLE_CONV = "reference (1): single conv"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ LADDER = (
 # ---- inputs and networks ---------------------------------------------------------------------------
 
 
-def test_frame(height: int = INPUT_HEIGHT, width: int = INPUT_WIDTH, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def degraded_photo(height: int = INPUT_HEIGHT, width: int = INPUT_WIDTH, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(degraded input, ground truth at 2x): a real photo, 2x downscaled, camera-shake blurred, noise sigma 15."""
     import skimage.data
 
@@ -209,39 +211,40 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True  # fixed frame size: let cuDNN pick the fastest algorithms
     load_before = os.getloadavg()
     networks, weights = build_networks()
-    degraded, truth = test_frame()
+    degraded, truth = degraded_photo()
     configs = list(LADDER) + ([Config("+ torch.compile", low_precision=True, compile=True)] if args.compile else [])
     stages = {config.name: stages_for(config, networks, device) for config in configs}
+    runners: dict[str, Callable[[dict[str, list[float]], dict[str, int] | None], torch.Tensor]] = {
+        config.name: partial(run_cascade, stages[config.name], degraded.to(device), config, device) for config in configs
+    }
     restorer = None
     with contextlib.suppress(ImportError):
         from helpers.pipeline import Restorer
 
         restorer = Restorer(networks, device=device)
+        runners[RESTORER] = lambda per_stage, count: restorer.restore_tensor(degraded.to(device))
     rounds = args.warmup + args.repeats
-    stage_seconds: dict[str, dict[str, list[float]]] = {config.name: {} for config in configs}
-    total_seconds: dict[str, list[float]] = {config.name: [] for config in configs}
+    stage_seconds: dict[str, dict[str, list[float]]] = {name: {} for name in runners}
+    total_seconds: dict[str, list[float]] = {name: [] for name in runners}
     conv_seconds: dict[str, list[float]] = {}
     outputs: dict[str, torch.Tensor] = {}
     flops: dict[str, int] = {}
-    frame = degraded.to(device)
+    order = [*runners, SINGLE_CONV]
     for round_index in range(rounds):
         timed = round_index >= args.warmup
-        for name, seconds in single_conv_runs(device, runs=5).items():
-            conv_seconds.setdefault(name, []).extend(seconds if timed else [])
-        for config in configs:
-            per_stage: dict[str, list[float]] = stage_seconds[config.name] if timed else {}
-            count = flops if round_index == 0 and config is LADDER[-1] else None
+        shift = round_index % len(order)  # rotate the order so no configuration always runs after the same one
+        for name in order[shift:] + order[:shift]:
+            if name == SINGLE_CONV:
+                for variant, seconds in single_conv_runs(device, runs=5).items():
+                    conv_seconds.setdefault(variant, []).extend(seconds if timed else [])
+                continue
+            count = flops if round_index == 0 and name == LADDER[-1].name else None
             start = time.perf_counter()
-            output = run_cascade(stages[config.name], frame, config, device, per_stage, count)
-            if timed:
-                total_seconds[config.name].append(time.perf_counter() - start)
-            outputs[config.name] = output
-        if restorer is not None:
-            start = time.perf_counter()
-            outputs["Restorer (helpers.pipeline)"] = restorer.restore_tensor(frame)
+            output = runners[name](stage_seconds[name] if timed else {}, count)
             synchronize(device)
             if timed:
-                total_seconds.setdefault("Restorer (helpers.pipeline)", []).append(time.perf_counter() - start)
+                total_seconds[name].append(time.perf_counter() - start)
+            outputs[name] = output
         print(f"  round {round_index + 1}/{rounds} done", flush=True)
     total_flops = sum(flops.values())
     ceiling_seconds = min(median(seconds) for name, seconds in conv_seconds.items() if name.startswith("fp32"))

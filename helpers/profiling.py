@@ -9,6 +9,7 @@ so each CPU measurement runs in a fresh subprocess (``measure_in_subprocess``); 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import resource
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -84,7 +86,15 @@ def time_call(
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
+    """Peak resident set size of this process so far, in bytes.
+
+    Linux: ``VmHWM`` from /proc/self/status, because ``ru_maxrss`` survives fork+exec and would report
+    the parent's size in a freshly started subprocess. Elsewhere ``ru_maxrss`` (macOS bytes, BSD KiB).
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
