@@ -63,6 +63,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                         help="dncnn noise level (0-255): a number, or LOW,HIGH drawn per patch (default 0,55)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of training sequences held out")
     parser.add_argument("--val-patch", type=int, default=128, help="validation crop size (0: whole frames)")
+    parser.add_argument("--synthetic-blur", type=float, default=0.0, metavar="P",
+                        help="unet: probability that a training input is a fresh synthetic motion blur of its sharp "
+                             "patch instead of the stored blurry frame (validation always uses stored pairs)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--cache-dir", default=None, help="decoded-frame cache (default: the data cache; 'none': off)")
     parser.add_argument("--perceptual-weights", default=None,

@@ -34,10 +34,21 @@ from helpers.cache import (
 )
 from helpers.degrade import add_gaussian_noise, motion_blur, resize_to_frame
 from helpers.io import (
-    ImageReadError, float_image, image_to_tensor, is_image_file, list_images, read_image, uint8_image, write_image,
+    ImageReadError,
+    float_image,
+    image_to_tensor,
+    is_image_file,
+    list_images,
+    read_image,
+    tensor_to_image,
+    uint8_image,
+    write_image,
 )
 
 Split = Literal["train", "val", "test"]
+
+# Blur extent of synthetic GOPRO-style blur on 640x360 frames: 2.5% of the long side, as motion_blur uses at 1280x720.
+SYNTHETIC_BLUR_SHIFT = 0.025 * FRAME_LONG
 
 
 @dataclass(frozen=True)
@@ -502,7 +513,12 @@ class DenoiseDataset(PairedFrameDataset):
 
 class DeblurDataset(PairedFrameDataset):
     """UNet: blurry 640x360 -> sharp 640x360. With ``extra_pairs`` (e.g. RealBlur-J), each item
-    comes from them with probability ``extra_ratio`` (a random extra pair), else from ``pairs``."""
+    comes from them with probability ``extra_ratio`` (a random extra pair), else from ``pairs``.
+
+    ``synthetic_blur`` is the probability that an item's input is instead a fresh ``motion_blur``
+    of its sharp patch (GOPRO's extent at this scale, 8-bit like stored frames): a set with few
+    frames then still shows the network a new blur every time, instead of memorising a few.
+    """
 
     input_view = ("blurry", 1)
     target_view = ("sharp", 1)
@@ -517,8 +533,12 @@ class DeblurDataset(PairedFrameDataset):
         extra_ratio: float = 0.0,
         samples_per_frame: int = 1,
         cache_dir: str | os.PathLike | None = None,
+        synthetic_blur: float = 0.0,
     ) -> None:
         super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+        if not 0.0 <= synthetic_blur <= 1.0:
+            raise ValueError(f"synthetic_blur must be in [0, 1], got {synthetic_blur}")
+        self.synthetic_blur = synthetic_blur
         if not 0.0 <= extra_ratio <= 1.0:
             raise ValueError(f"extra_ratio must be in [0, 1], got {extra_ratio}")
         if extra_ratio > 0 and not extra_pairs:
@@ -530,6 +550,14 @@ class DeblurDataset(PairedFrameDataset):
         if self.extra is not None and rng.random() < self.extra_ratio:
             return self.extra.get(int(rng.integers(len(self.extra))), [self.input_view, self.target_view])
         return super()._choose_frames(index, rng)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        blurry, sharp = super().__getitem__(index)
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])  # apart from the patch/augment stream
+        if self.synthetic_blur and rng.random() < self.synthetic_blur:
+            blurred = motion_blur(float_image(tensor_to_image(sharp)), rng, max_shift=SYNTHETIC_BLUR_SHIFT)
+            blurry = image_to_tensor(uint8_image(blurred))[0]
+        return blurry, sharp
 
 
 class SuperResolutionDataset(PairedFrameDataset):

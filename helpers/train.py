@@ -614,10 +614,11 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
     options: dict[str, Any] = {"cache_dir": cache_dir}
     if args.model == "dncnn":
         options["sigma"] = args.sigma
+    train_options = {"synthetic_blur": args.synthetic_blur} if args.model == "unet" else {}
     samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
     samples_per_frame = max(1, -(-samples_needed // len(train_pairs)))
     train = build_dataset(args.model, train_pairs, patch_size=patch, augment=True, seed=args.seed,
-                          samples_per_frame=samples_per_frame, **options)
+                          samples_per_frame=samples_per_frame, **options, **train_options)
     val_patch = args.val_patch or None
     val = build_dataset(args.model, val_pairs, patch_size=val_patch, augment=False, seed=args.seed,
                         samples_per_frame=VAL_CROPS_PER_FRAME if val_patch else 1, **options)

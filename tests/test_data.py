@@ -307,3 +307,26 @@ def test_unreadable_frames_are_skipped_with_a_warning(gopro_root: Path, tmp_path
 def test_patch_larger_than_frame_is_an_error(gopro_root: Path) -> None:
     with pytest.raises(ValueError, match="patch_size 400"):
         DenoiseDataset(GoproPairs(gopro_root, "train"), patch_size=400)[0]
+
+
+def _sharpness(image: torch.Tensor) -> float:
+    """Variance of the Laplacian of the grey image: drops when an image is blurred."""
+    grey = image.mean(dim=0, keepdim=True)[None]
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).view(1, 1, 3, 3)
+    return float(F.conv2d(grey, kernel).var())
+
+
+def test_synthetic_blur_replaces_stored_inputs_with_fresh_deterministic_blur(gopro_root: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    stored = DeblurDataset(pairs, patch_size=64, seed=3)
+    fresh = DeblurDataset(pairs, patch_size=64, seed=3, synthetic_blur=1.0)
+    again = DeblurDataset(pairs, patch_size=64, seed=3, synthetic_blur=1.0)
+    (stored_input, target), (fresh_input, fresh_target) = stored[1], fresh[1]
+    assert torch.equal(target, fresh_target)  # same patch and augmentation: only the input changes
+    assert not torch.equal(stored_input, fresh_input)
+    assert torch.equal(fresh_input, again[1][0])  # deterministic given (seed, epoch, index)
+    assert _sharpness(fresh_input) < 0.8 * _sharpness(fresh_target)
+    fresh.set_epoch(1)
+    assert not torch.equal(fresh[1][0], fresh_input)  # a new blur every epoch
+    with pytest.raises(ValueError, match="synthetic_blur must be in \\[0, 1\\]"):
+        DeblurDataset(pairs, synthetic_blur=1.5)

@@ -142,3 +142,20 @@ def test_unsharp_mask_threshold_leaves_flat_regions_alone() -> None:
 def test_unsharp_mask_rejects_bad_parameters() -> None:
     with pytest.raises(ValueError, match="sigma > 0"):
         UnsharpMask(sigma=0)
+
+
+def test_untrained_edsr_is_bicubic_interpolation_and_the_paper_variant_is_not() -> None:
+    images = image_to_tensor(skimage.data.coffee()[:64, :96])
+    bicubic = torch.nn.functional.interpolate(images, scale_factor=2, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        torch.testing.assert_close(EDSR()(images), bicubic, atol=1e-5, rtol=0)
+        paper = EDSR(upsample_skip=False)
+        assert count_parameters(paper) == count_parameters(EDSR())
+        assert (paper(images) - bicubic).abs().mean() > 0.05
+
+
+def test_untrained_residual_networks_are_the_identity() -> None:
+    images = image_to_tensor(skimage.data.coffee()[:64, :96])
+    with torch.no_grad():
+        torch.testing.assert_close(DnCNN()(images), images, atol=1e-5, rtol=0)
+        torch.testing.assert_close(UNet()(images), images, atol=1e-5, rtol=0)
