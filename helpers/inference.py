@@ -120,6 +120,8 @@ def prepare_for_inference(
     ``arch``, ``min_size`` and ``scale`` of the cascade's networks stay readable on the result.
     """
     prepared = copy.deepcopy(model).eval().requires_grad_(False)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed frame sizes: let cuDNN pick its fastest kernels once
     if fold_batchnorm:
         fold_conv_batchnorm(prepared)
     prepared = prepared.to(device)
