@@ -98,7 +98,8 @@ def _add_restore_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--stages", default="dncnn,unet,edsr,unsharp",
                         help="comma-separated subset, always run in this order (default: all)")
     parser.add_argument("--tile", type=int, default=0,
-                        help="tile size in input pixels for large images on small GPUs (0: whole image)")
+                        help="tile size in input pixels, to bound memory on large images (default 0: whole images "
+                             "up to 1280x720 input pixels, 512-pixel tiles above that)")
     parser.add_argument("--fp32", action="store_true", help="never use half precision")
     parser.add_argument("--overwrite", action="store_true")
     _add_device(parser)

@@ -41,6 +41,10 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 STAGES = ("dncnn", "unet", "edsr", "unsharp")
 NETWORK_STAGES = ("dncnn", "unet", "edsr")
 FRAME_SIZE = (640, 360)  # (width, height) the networks were trained for; portrait frames use (360, 640)
+# Untiled, EDSR's upsampler alone holds 256 x 4 bytes per input pixel: a 4K input needs over 8 GB. Inputs
+# larger than 1280x720 are therefore tiled automatically (unless a tile size is given or auto_tile=False).
+AUTO_TILE_ABOVE_PIXELS = 1280 * 720
+AUTO_TILE_SIZE = 512
 
 
 def _canonical_stages(stages: Iterable[str]) -> tuple[str, ...]:
@@ -88,7 +92,8 @@ class Restorer:
         stages: the stages to run, any subset of ``STAGES``; they always run in the cascade's order.
         scale: 2 runs EDSR (the output is twice the input size); 1 enhances in place without EDSR.
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
-        tile: core size of a tile in input pixels; 0 processes whole images.
+        tile: core size of a tile in input pixels; 0 processes whole images (see ``auto_tile``).
+        auto_tile: with ``tile=0``, still tile inputs larger than 1280x720 in ``AUTO_TILE_SIZE`` tiles.
         tile_overlap: pixels of context around each tile (rounded up to the UNet's 2**depth).
         fp32: never use reduced precision.
         unsharp: the sharpening stage (default ``UnsharpMask()``).
@@ -109,6 +114,7 @@ class Restorer:
         unsharp: UnsharpMask | None = None,
         resize_to_frame: bool = False,
         half_dtype: torch.dtype | None = None,
+        auto_tile: bool = True,
     ) -> None:
         self.stages = _canonical_stages(stages)
         if "edsr" in self.stages and scale == 1:
@@ -134,6 +140,7 @@ class Restorer:
         self.min_size = max((getattr(model, "min_size", 1) for model in self.models.values()), default=1)
         self.size_multiple = math.lcm(*(_size_multiple(model) for model in self.models.values()))
         self.tile = _round_up(tile, self.size_multiple)
+        self.auto_tile = auto_tile
         self.tile_overlap = _round_up(tile_overlap, self.size_multiple)
 
     @classmethod
@@ -203,8 +210,9 @@ class Restorer:
         self.check_input_size(*batch.shape[-2:])
         with torch.inference_mode():
             batch = batch.float()
-            if self.tile:
-                outputs = self._run_tiled(batch, keep_stages, first_frame)
+            tile = self._tile_for(*batch.shape[-2:])
+            if tile:
+                outputs = self._run_tiled(batch, tile, keep_stages, first_frame)
             else:
                 outputs = self._run_window(batch, keep_stages, "image", first_frame)
         return {"input": batch, **outputs} if keep_stages else outputs
@@ -224,11 +232,17 @@ class Restorer:
         )
         return resized.clamp_(0, 1)
 
-    def _run_tiled(self, batch: torch.Tensor, keep_stages: bool, first_frame: int) -> dict[str, torch.Tensor]:
+    def _tile_for(self, height: int, width: int) -> int:
+        """The tile size for an input: the one asked for, else automatic tiles for inputs above 1280x720."""
+        if self.tile or not self.auto_tile or height * width <= AUTO_TILE_ABOVE_PIXELS:
+            return self.tile
+        return _round_up(AUTO_TILE_SIZE, self.size_multiple)
+
+    def _run_tiled(self, batch: torch.Tensor, tile: int, keep_stages: bool, first_frame: int) -> dict[str, torch.Tensor]:
         """Run the cascade tile by tile; each tile's padded window goes to the device, its core comes back."""
         height, width = batch.shape[-2:]
-        rows = _tile_spans(height, self.tile, self.tile_overlap, self.size_multiple, self.min_size)
-        columns = _tile_spans(width, self.tile, self.tile_overlap, self.size_multiple, self.min_size)
+        rows = _tile_spans(height, tile, self.tile_overlap, self.size_multiple, self.min_size)
+        columns = _tile_spans(width, tile, self.tile_overlap, self.size_multiple, self.min_size)
         outputs: dict[str, torch.Tensor] = {}
         for top, bottom, window_top, window_bottom in rows:
             for left, right, window_left, window_right in columns:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+from torch import nn
 
-from helpers.io import uint8_image
 from helpers.degrade import motion_blur, resize
-from helpers.io import write_image
+from helpers.io import uint8_image, write_image
 
 
 def make_gopro_tree(
@@ -41,3 +41,13 @@ def make_gopro_tree(
 def gopro_root(tmp_path: Path) -> Path:
     """A fresh tiny GOPRO tree (4 train sequences, 1 test sequence, 2 frames each, 128x72)."""
     return make_gopro_tree(tmp_path / "GOPRO_Large")
+
+
+def without_identity_start(network: nn.Module) -> nn.Module:
+    """Re-randomise the zero-initialised last layers (PyTorch's default init), so an untrained network
+    is not the identity (DnCNN, UNet) or bicubic (EDSR) and tests of tiling, precision or layout
+    compare outputs that really depend on the weights."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d) and not module.weight.any():
+            module.reset_parameters()
+    return network

@@ -20,6 +20,7 @@ from helpers.inference import (
 from helpers.io import image_to_tensor
 from helpers.metrics import psnr
 from helpers.models import DnCNN, EDSR, UNet, UnsharpMask
+from conftest import without_identity_start
 
 ONE_LEVEL = 1.0 / 255.0
 # Stated bfloat16 tolerance. bfloat16 keeps 8 significant bits; autocast keeps normalisation and skip
@@ -53,7 +54,8 @@ def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def _networks() -> dict[str, nn.Module]:
     torch.manual_seed(0)
-    return {"dncnn": _randomise_batchnorm(DnCNN()).eval(), "unet": UNet().eval(), "edsr": EDSR().eval()}
+    networks = {"dncnn": _randomise_batchnorm(DnCNN()), "unet": UNet(), "edsr": EDSR()}
+    return {name: without_identity_start(network).eval() for name, network in networks.items()}
 
 
 @pytest.fixture(scope="module")

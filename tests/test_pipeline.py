@@ -18,12 +18,14 @@ from helpers.io import image_to_tensor, tensor_to_image
 from helpers.models import EDSR, DnCNN, UNet
 from helpers.pipeline import Restorer
 
+from conftest import without_identity_start
+
 
 def small_networks(seed: int = 0) -> dict[str, nn.Module]:
     """Random-initialised small cascade networks (PyTorch's default init keeps their outputs unsaturated)."""
     torch.manual_seed(seed)
     networks = {"dncnn": DnCNN(depth=5, channels=16), "unet": UNet(base_channels=8, depth=2), "edsr": EDSR(num_blocks=2, channels=16)}
-    return {name: network.eval() for name, network in networks.items()}
+    return {name: without_identity_start(network).eval() for name, network in networks.items()}
 
 
 def save_networks(networks: dict[str, nn.Module], folder: Path) -> Path:
@@ -239,3 +241,20 @@ def test_resize_to_frame_leaves_frames_of_the_right_size_alone(networks):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert restorer.restore(frame).shape == (360, 640, 3)
+
+
+def test_large_inputs_are_tiled_automatically(networks, monkeypatch):
+    monkeypatch.setattr(pipeline, "AUTO_TILE_ABOVE_PIXELS", 100 * 100)
+    monkeypatch.setattr(pipeline, "AUTO_TILE_SIZE", 64)
+
+    def largest_window(restorer: Restorer, image: np.ndarray) -> int:
+        sizes: list[int] = []
+        restorer.models["dncnn"].register_forward_pre_hook(lambda module, inputs: sizes.append(max(inputs[0].shape[-2:])))
+        restorer.restore(image)
+        return max(sizes)
+
+    large, small = photo(160, 208), photo(80, 96)
+    assert largest_window(Restorer(networks, device="cpu", fp32=True), large) <= 64 + 2 * 32
+    assert largest_window(Restorer(networks, device="cpu", fp32=True, auto_tile=False), large) == 208
+    assert largest_window(Restorer(networks, device="cpu", fp32=True, tile=96), large) <= 96 + 2 * 32
+    assert largest_window(Restorer(networks, device="cpu", fp32=True), small) == 96  # small enough: whole
