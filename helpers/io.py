@@ -22,6 +22,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 
 
+def _default_file_mode() -> int:
+    """0666 minus the process umask: the mode ``open()`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_DEFAULT_FILE_MODE = _default_file_mode()
+
+
 class ImageReadError(ValueError):
     """A file that should be an image could not be decoded."""
 
@@ -100,6 +110,7 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     )
     os.close(handle)
     temp_path = Path(temp_name)
+    os.chmod(temp_path, _DEFAULT_FILE_MODE)  # mkstemp makes 0600 files; outputs get the usual umask'd mode
     try:
         yield temp_path
         os.replace(temp_path, destination)

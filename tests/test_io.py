@@ -92,3 +92,10 @@ def test_tensor_conversions_round_trip_exactly() -> None:
         image_to_tensor(image.astype(np.float32))
     with pytest.raises(ValueError, match="RGB image"):
         image_to_tensor(image[..., :2])
+
+
+def test_written_files_get_the_usual_permissions(tmp_path) -> None:
+    reference = tmp_path / "reference.txt"
+    reference.write_text("x")
+    written = write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8))
+    assert written.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
