@@ -6,7 +6,7 @@ bfloat16 autocast, default (NCHW) vs channels-last layout. Rounds are interleave
 configuration once per round) so all of them see the same machine load; the median over rounds
 counts. Random inputs at a fixed batch and patch size (the input side; EDSR's target is 2x).
 
-    python -m bench.bench_train [--batch 8] [--patch 64] [--rounds 3] [--models dncnn,unet,edsr]
+    python -m bench.bench_train [--batch 8] [--patch 64] [--rounds 2] [--steps 2] [--models dncnn,unet,edsr]
 
 ``BENCH_QUICK=1`` (``python -m bench --quick``) uses one round of two steps. Writes outputs/bench/train.json.
 """
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=1 if quick else 3)
-    parser.add_argument("--steps", type=int, default=2 if quick else 3, help="timed steps per configuration and round")
+    parser.add_argument("--rounds", type=int, default=1 if quick else 2)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration and round")
     parser.add_argument("--models", default="dncnn,unet,edsr")
     args = parser.parse_args(argv)
     models = [name.strip() for name in args.models.split(",") if name.strip()]
