@@ -22,7 +22,7 @@ COMMON=(--data sample --device cpu --early-stop 0 --seed 0 --resume --val-patch 
 BF16=(--amp --amp-dtype bfloat16 --channels-last)
 
 if [ "${1:-train}" != export ]; then
-    "$PY" -m helpers train dncnn "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/dncnn" --epochs 24 \
+    "$PY" -m helpers train dncnn "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/dncnn" --epochs 32 \
         --batch-size 16 --patch 50 --sigma 0,55 --lr 3e-4 >>"$LOGS/dncnn.log" 2>&1 &
     "$PY" -m helpers train edsr "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/edsr" --epochs 12 \
         --batch-size 8 --patch 48 --lr 4e-4 >>"$LOGS/edsr.log" 2>&1 &
