@@ -25,6 +25,7 @@ bench: install
 	$(PY) -m bench
 
 notebooks: install
+	rm -rf outputs/notebooks  # quick-mode checkpoints of an older run must not be resumed
 	$(PY) -m helpers notebooks --out outputs/notebooks
 
 clean:
