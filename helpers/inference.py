@@ -39,11 +39,13 @@ __all__ = [
 ]
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda', 'cuda:1' are taken as asked.
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda', 'cuda:1' (or a torch.device) are taken as asked.
 
     Raises ValueError for an unknown name or for CUDA on a machine without it.
     """
+    if isinstance(name, torch.device):
+        name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .inference import pick_device
 from .losses import build_loss
 from .metrics import psnr, ssim
 
@@ -41,7 +42,6 @@ __all__ = [
     "STAGE_DEFAULTS",
     "fit",
     "evaluate",
-    "pick_device",
     "distributed",
     "train_command",
 ]
@@ -99,18 +99,6 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- devices and processes
-
-
-def pick_device(request: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a clear error."""
-    if isinstance(request, torch.device):
-        return request
-    if request == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(request)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available (use --device auto or cpu)")
-    return device
 
 
 @dataclass(frozen=True)

@@ -316,7 +316,7 @@ def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     assert train_command(build_parser().parse_args(cli_train_args(tmp_path, "--device", "cuda"))) == 1
-    assert "no CUDA GPU" in capsys.readouterr().err
+    assert "CUDA is not available" in capsys.readouterr().err
 
 
 def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
