@@ -51,3 +51,11 @@ def without_identity_start(network: nn.Module) -> nn.Module:
         if isinstance(module, nn.Conv2d) and not module.weight.any():
             module.reset_parameters()
     return network
+
+
+@pytest.fixture(scope="module")
+def sample_cache(tmp_path_factory):
+    """The sample set is built once per test session (shared path) instead of in the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMAGE_REPAIR_CACHE", str(tmp_path_factory.getbasetemp() / "image_repair_cache"))
+        yield

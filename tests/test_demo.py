@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 
-import pytest
 import torch
 
 from helpers.checkpoint import export_weights
@@ -12,14 +11,6 @@ from helpers.cli import main
 from helpers.evaluate import STAGE_LABELS, UNSHARP_BASELINE
 from helpers.io import list_images, read_image
 from helpers.models import EDSR, UNet, DnCNN
-
-
-@pytest.fixture(scope="module")
-def sample_cache(tmp_path_factory):
-    """The sample set is built once per test session (shared path) instead of in the user's cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("IMAGE_REPAIR_CACHE", str(tmp_path_factory.getbasetemp() / "image_repair_cache"))
-        yield
 
 
 def test_demo_restores_the_sample_set(sample_cache, tmp_path, capsys):

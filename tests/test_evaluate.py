@@ -190,14 +190,6 @@ def weights_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def sample_cache(tmp_path_factory):
-    """The sample set is built once per test session (shared path) instead of in the user's cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("IMAGE_REPAIR_CACHE", str(tmp_path_factory.getbasetemp() / "image_repair_cache"))
-        yield
-
-
 def test_evaluate_cli_cascade_on_sample_set(sample_cache, weights_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["evaluate", "--data", "sample", "--weights", str(weights_dir), "--out", str(out), "--limit", "1",
