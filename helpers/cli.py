@@ -51,7 +51,7 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch", type=int, default=None,
                         help="training patch size (input side; default: dncnn 50, unet 128, edsr 48)")
-    parser.add_argument("--lr", type=float, default=None, help="default: dncnn 1e-3, unet 3e-4, edsr 2e-4")
+    parser.add_argument("--lr", type=float, default=None, help="default: dncnn 3e-4, unet 3e-4, edsr 2e-4")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed precision (default: on for CUDA, off on CPU)")
     parser.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default=None,
@@ -61,6 +61,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--early-stop", type=int, default=10, help="epochs without improvement before stopping (0: never)")
     parser.add_argument("--sigma", type=_sigma, default=(0.0, 55.0),
                         help="dncnn noise level (0-255): a number, or LOW,HIGH drawn per patch (default 0,55)")
+    parser.add_argument("--clean-fraction", type=float, default=0.0, metavar="P",
+                        help="dncnn: probability that a training patch gets no noise, so the denoiser learns to "
+                             "leave clean frames alone (validation is always noisy)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of training sequences held out")
     parser.add_argument("--val-patch", type=int, default=128, help="validation crop size (0: whole frames)")
     parser.add_argument("--synthetic-blur", type=float, default=0.0, metavar="P",

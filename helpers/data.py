@@ -49,6 +49,9 @@ Split = Literal["train", "val", "test"]
 
 # Blur extent of synthetic GOPRO-style blur on 640x360 frames: 2.5% of the long side, as motion_blur uses at 1280x720.
 SYNTHETIC_BLUR_SHIFT = 0.025 * FRAME_LONG
+# Each synthetic blur's extent limit is drawn in [SMALLEST, 1] x that, so slight blurs are as common as strong
+# ones: a network trained on strong blurs only leaves slight ones (a 250-px photo's) untouched.
+SYNTHETIC_BLUR_SMALLEST = 0.25
 
 
 @dataclass(frozen=True)
@@ -491,7 +494,11 @@ class PairedFrameDataset(Dataset):
 
 
 class DenoiseDataset(PairedFrameDataset):
-    """DnCNN: sharp 640x360 + white Gaussian noise -> sharp. ``sigma`` (0-255 scale) is fixed or a (low, high) range."""
+    """DnCNN: sharp 640x360 + white Gaussian noise -> sharp. ``sigma`` (0-255 scale) is fixed or a (low, high) range.
+
+    ``clean_fraction`` is the probability that an item gets no noise at all: the cascade runs the
+    denoiser on every frame, and one that never saw a clean patch smooths the texture of clean frames.
+    """
 
     def __init__(
         self,
@@ -502,12 +509,18 @@ class DenoiseDataset(PairedFrameDataset):
         seed: int = 0,
         samples_per_frame: int = 1,
         cache_dir: str | os.PathLike | None = None,
+        clean_fraction: float = 0.0,
     ) -> None:
         super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+        if not 0.0 <= clean_fraction <= 1.0:
+            raise ValueError(f"clean_fraction must be in [0, 1], got {clean_fraction}")
         self.sigma = sigma
+        self.clean_fraction = clean_fraction
 
     def _make_input(self, target_like: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         sigma = rng.uniform(*self.sigma) if isinstance(self.sigma, (tuple, list)) else self.sigma
+        if self.clean_fraction and rng.random() < self.clean_fraction:
+            sigma = 0.0
         return torch.from_numpy(add_gaussian_noise(target_like.numpy(), sigma, rng))
 
 
@@ -555,7 +568,8 @@ class DeblurDataset(PairedFrameDataset):
         blurry, sharp = super().__getitem__(index)
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])  # apart from the patch/augment stream
         if self.synthetic_blur and rng.random() < self.synthetic_blur:
-            blurred = motion_blur(float_image(tensor_to_image(sharp)), rng, max_shift=SYNTHETIC_BLUR_SHIFT)
+            extent = SYNTHETIC_BLUR_SHIFT * rng.uniform(SYNTHETIC_BLUR_SMALLEST, 1.0)
+            blurred = motion_blur(float_image(tensor_to_image(sharp)), rng, max_shift=extent)
             blurry = image_to_tensor(uint8_image(blurred))[0]
         return blurry, sharp
 

@@ -603,7 +603,8 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
     options: dict[str, Any] = {"cache_dir": cache_dir}
     if args.model == "dncnn":
         options["sigma"] = args.sigma
-    train_options = {"synthetic_blur": args.synthetic_blur} if args.model == "unet" else {}
+    train_options = {"unet": {"synthetic_blur": args.synthetic_blur},
+                     "dncnn": {"clean_fraction": args.clean_fraction}}.get(args.model, {})
     samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
     samples_per_frame = max(1, -(-samples_needed // len(train_pairs)))
     train = build_dataset(args.model, train_pairs, patch_size=patch, augment=True, seed=args.seed,
@@ -634,7 +635,7 @@ def train_command(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         loss=_loss_config(args),
         data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
-              **({"sigma": args.sigma} if args.model == "dncnn" else {})},
+              **({"sigma": args.sigma, "clean_fraction": args.clean_fraction} if args.model == "dncnn" else {})},
     )
     try:
         with distributed(args.device) as (info, device):

@@ -227,6 +227,20 @@ def test_denoise_input_is_target_plus_noise_of_sigma(gopro_root: Path) -> None:
     assert len(stds) > 1  # sigma drawn per item
 
 
+
+def test_clean_fraction_leaves_that_share_of_items_noise_free(gopro_root: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+
+    def clean_items(fraction: float) -> int:
+        dataset = DenoiseDataset(pairs, patch_size=32, sigma=(20.0, 30.0), samples_per_frame=10, clean_fraction=fraction)
+        return sum(torch.equal(noisy, target) for noisy, target in (dataset[i] for i in range(len(dataset))))
+
+    count = len(DenoiseDataset(pairs, patch_size=32, samples_per_frame=10))
+    assert clean_items(0.0) == 0 and clean_items(1.0) == count
+    assert 0.2 * count < clean_items(0.5) < 0.8 * count
+    with pytest.raises(ValueError, match="clean_fraction must be in \\[0, 1\\]"):
+        DenoiseDataset(pairs, clean_fraction=-0.1)
+
 def test_super_resolution_augmentation_is_paired(gopro_root: Path) -> None:
     dataset = SuperResolutionDataset(GoproPairs(gopro_root, "train"), patch_size=32, augment=True, seed=5)
     for epoch in (0, 1):
@@ -330,3 +344,19 @@ def test_synthetic_blur_replaces_stored_inputs_with_fresh_deterministic_blur(gop
     assert not torch.equal(fresh[1][0], fresh_input)  # a new blur every epoch
     with pytest.raises(ValueError, match="synthetic_blur must be in \\[0, 1\\]"):
         DeblurDataset(pairs, synthetic_blur=1.5)
+
+
+def test_synthetic_blur_extents_range_from_slight_to_gopro_strong(gopro_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extents = []
+
+    def record(image: np.ndarray, rng: np.random.Generator, max_shift: float) -> np.ndarray:
+        extents.append(max_shift)
+        return image
+
+    monkeypatch.setattr(data, "motion_blur", record)
+    dataset = DeblurDataset(GoproPairs(gopro_root, "train"), patch_size=32, synthetic_blur=1.0, samples_per_frame=20)
+    for index in range(len(dataset)):
+        dataset[index]
+    strongest = data.SYNTHETIC_BLUR_SHIFT
+    assert all(data.SYNTHETIC_BLUR_SMALLEST * strongest <= extent <= strongest for extent in extents)
+    assert min(extents) < 0.4 * strongest and max(extents) > 0.85 * strongest

@@ -312,6 +312,20 @@ def test_torchrun_two_gloo_processes_write_one_checkpoint(cache_root, sample_pai
     assert metrics["val_loss"] == pytest.approx(state["history"]["val_loss"][-1], rel=1e-4)
 
 
+
+def test_cli_training_options_reach_the_training_set_only(cache_root, tmp_path, monkeypatch):
+    from helpers.train import _datasets
+
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    dncnn = build_parser().parse_args(cli_train_args(tmp_path, "--clean-fraction", "0.3", "--sigma", "5,40"))
+    train, val = _datasets(dncnn, 40, world_size=1)
+    assert (train.clean_fraction, val.clean_fraction) == (0.3, 0.0)  # validation stays noisy
+    assert train.sigma == val.sigma == (5.0, 40.0)
+    unet_args = cli_train_args(tmp_path, "--synthetic-blur", "0.7")
+    unet_args[1] = "unet"
+    train, val = _datasets(build_parser().parse_args(unet_args), 40, world_size=1)
+    assert (train.synthetic_blur, val.synthetic_blur) == (0.7, 0.0)
+
 def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

@@ -17,17 +17,19 @@ export TQDM_MININTERVAL=30  # progress bars refresh every 30 s in the logs
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 
 COMMON=(--data sample --device cpu --early-stop 0 --seed 0 --resume --val-patch 128 --steps-per-epoch 100)
-# bfloat16 autocast + channels-last pays for DnCNN and EDSR on an AVX512-BF16 CPU; not for the UNet
-# (bench/bench_train.py), which trains in float32.
+# bfloat16 autocast + channels-last pays for all three networks on an AVX512-BF16 CPU (bench/bench_train.py).
 BF16=(--amp --amp-dtype bfloat16 --channels-last)
+DNCNN=(dncnn "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/dncnn" --batch-size 16 --patch 50 --sigma 0,55 --lr 3e-4)
 
 if [ "${1:-train}" != export ]; then
-    "$PY" -m helpers train dncnn "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/dncnn" --epochs 32 \
-        --batch-size 16 --patch 50 --sigma 0,55 --lr 3e-4 >>"$LOGS/dncnn.log" 2>&1 &
+    # DnCNN in two phases: epochs 1-32 on noisy patches only, then (resumed, same optimiser state) with
+    # 10% noise-free patches so that it learns to leave clean frames alone.
+    { "$PY" -m helpers train "${DNCNN[@]}" --epochs 32 \
+      && "$PY" -m helpers train "${DNCNN[@]}" --epochs "${DNCNN_EPOCHS:-200}" --clean-fraction 0.1; } >>"$LOGS/dncnn.log" 2>&1 &
     "$PY" -m helpers train edsr "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/edsr" --epochs 12 \
         --batch-size 8 --patch 48 --lr 4e-4 >>"$LOGS/edsr.log" 2>&1 &
-    "$PY" -m helpers train unet "${COMMON[@]}" --no-amp --out "$RUNS/unet" --epochs 10 \
-        --batch-size 4 --patch 128 --lr 3e-4 --synthetic-blur 0.8 >>"$LOGS/unet.log" 2>&1 &
+    "$PY" -m helpers train unet "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/unet" --epochs "${UNET_EPOCHS:-200}" \
+        --batch-size 4 --patch 128 --lr 5e-4 --synthetic-blur 0.9 >>"$LOGS/unet.log" 2>&1 &
     wait
 fi
 
