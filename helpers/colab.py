@@ -134,5 +134,5 @@ def setup(
     checkpoints = default_checkpoint_dir(mountpoint=mountpoint) if drive is not None else LOCAL_ROOT / "outputs" / "checkpoints"
     info = SetupInfo(root=root, colab=colab, drive=drive, checkpoint_dir=checkpoints, device=describe_device())
     where = "Colab" if colab else "local checkout"
-    print(f"{where}: {root}; device: {info.device}; checkpoints: {checkpoints}" + (f"; Drive at {drive}" if drive else ""))
+    print(f"{where}: {root}; device: {info.device}; default checkpoint folder: {checkpoints}" + (f"; Drive at {drive}" if drive else ""))
     return info
