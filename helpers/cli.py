@@ -74,6 +74,11 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--perceptual-weights", default=None,
                         help="add a MobileNetV3 perceptual loss: 'imagenet' (download) or a state-dict path")
     parser.add_argument("--perceptual-weight", type=float, default=0.01, help="weight of the perceptual term")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="start from these weights (a training checkpoint or exported weights of the same model) "
+                             "with a fresh optimiser: fine-tuning; --resume from OUT/last.pt takes precedence")
+    parser.add_argument("--plateau-patience", type=int, default=3,
+                        help="epochs without a better validation loss before the learning rate is halved")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--seed", type=int, default=0)
     _add_device(parser)

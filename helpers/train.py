@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .inference import pick_device
 from .losses import build_loss
 from .metrics import psnr, ssim
@@ -631,18 +631,20 @@ def train_command(args: argparse.Namespace) -> int:
         amp_dtype=args.amp_dtype,
         grad_clip=args.grad_clip,
         early_stop_patience=args.early_stop or None,
+        plateau_patience=args.plateau_patience,
         seed=args.seed,
         channels_last=args.channels_last,
         loss=_loss_config(args),
         data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
-              **({"sigma": args.sigma, "clean_fraction": args.clean_fraction} if args.model == "dncnn" else {})},
+              **({"sigma": args.sigma, "clean_fraction": args.clean_fraction} if args.model == "dncnn" else {}),
+              **({"init": str(args.init)} if args.init else {})},
     )
     try:
         with distributed(args.device) as (info, device):
             with main_process_first(info):
                 train_data, val_data = _datasets(args, patch, info.world_size)
             _seed_everything(args.seed)
-            model = build_model(args.model)
+            model = load_model(args.init, expected_name=args.model) if args.init else build_model(args.model)
             fit(model, train_data, val_data, build_loss(config.loss), config=config,
                 checkpoint_dir=args.out, resume=args.resume, device=device)
     except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:

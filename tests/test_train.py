@@ -326,6 +326,29 @@ def test_cli_training_options_reach_the_training_set_only(cache_root, tmp_path, 
     train, val = _datasets(build_parser().parse_args(unet_args), 40, world_size=1)
     assert (train.synthetic_blur, val.synthetic_blur) == (0.7, 0.0)
 
+
+def test_init_starts_from_given_weights_with_the_requested_schedule(cache_root, tmp_path, monkeypatch, capsys):
+    import helpers.train as train_module
+
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    torch.manual_seed(3)
+    start = DnCNN(depth=4, channels=8)
+    nn.init.normal_(start.body[-1].weight)  # not the zero-initialised default
+    export_weights(start, tmp_path / "start.pt")
+    seen = {}
+    monkeypatch.setattr(train_module, "fit", lambda model, *args, config, **kwargs: seen.update(model=model, config=config))
+    args = cli_train_args(tmp_path / "run", "--init", str(tmp_path / "start.pt"), "--plateau-patience", "7")
+    assert train_command(build_parser().parse_args(args)) == 0
+    assert seen["model"].arch == start.arch and seen["config"].plateau_patience == 7
+    expected = load_model(tmp_path / "start.pt").state_dict()  # float16 round trip of the export
+    assert all(torch.equal(value, expected[key]) for key, value in seen["model"].state_dict().items())
+
+    export_weights(EDSR(num_blocks=1, channels=8), tmp_path / "edsr.pt")
+    args = cli_train_args(tmp_path / "run", "--init", str(tmp_path / "edsr.pt"))
+    assert train_command(build_parser().parse_args(args)) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(tmp_path / "edsr.pt") in error[0] and "expected 'dncnn'" in error[0]
+
 def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
