@@ -27,7 +27,7 @@ if [ "${1:-train}" != export ]; then
     # learns to leave clean frames alone.
     { "$PY" -m helpers train "${DNCNN[@]}" --out "$RUNS/dncnn" --epochs 32 --batch-size 16 --lr 3e-4 \
       && "$PY" -m helpers train "${DNCNN[@]}" --out "$RUNS/dncnn2" --init "$RUNS/dncnn/last.pt" \
-             --epochs "${DNCNN_EPOCHS:-200}" --batch-size 32 --lr 4e-4 --plateau-patience 8 --clean-fraction 0.1; \
+             --epochs "${DNCNN_EPOCHS:-35}" --batch-size 32 --lr 4e-4 --plateau-patience 8 --clean-fraction 0.1; \
     } >>"$LOGS/dncnn.log" 2>&1 &
     "$PY" -m helpers train edsr "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/edsr" --epochs 12 \
         --batch-size 8 --patch 48 --lr 4e-4 >>"$LOGS/edsr.log" 2>&1 &
@@ -37,7 +37,7 @@ if [ "${1:-train}" != export ]; then
     UNET=(unet "${COMMON[@]}" "${BF16[@]}" --synthetic-blur 0.9)
     { "$PY" -m helpers train "${UNET[@]}" --out "$RUNS/unet" --epochs 47 --batch-size 4 --patch 128 --lr 5e-4 \
       && "$PY" -m helpers train "${UNET[@]}" --out "$RUNS/unet2" --init "$RUNS/unet/best.pt" \
-             --epochs "${UNET_EPOCHS:-200}" --batch-size 8 --patch 96 --lr 3e-4 --plateau-patience 8; \
+             --epochs "${UNET_EPOCHS:-72}" --batch-size 8 --patch 96 --lr 3e-4 --plateau-patience 8; \
     } >>"$LOGS/unet.log" 2>&1 &
     wait
 fi
