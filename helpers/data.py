@@ -49,8 +49,8 @@ Split = Literal["train", "val", "test"]
 
 # Blur extent of synthetic GOPRO-style blur on 640x360 frames: 2.5% of the long side, as motion_blur uses at 1280x720.
 SYNTHETIC_BLUR_SHIFT = 0.025 * FRAME_LONG
-# Each synthetic blur's extent limit is drawn in [SMALLEST, 1] x that, so slight blurs are as common as strong
-# ones: a network trained on strong blurs only leaves slight ones (a 250-px photo's) untouched.
+# Each synthetic blur's extent limit is drawn in [SMALLEST, 1] x that, so slight blurs are common too: a UNet
+# trained on strong blurs only made slight ones (a 250-px photo's) worse.
 SYNTHETIC_BLUR_SMALLEST = 0.25
 
 
