@@ -241,6 +241,28 @@ def test_clean_fraction_leaves_that_share_of_items_noise_free(gopro_root: Path) 
     with pytest.raises(ValueError, match="clean_fraction must be in \\[0, 1\\]"):
         DenoiseDataset(pairs, clean_fraction=-0.1)
 
+def test_blurry_fraction_draws_that_share_of_clean_images_from_the_blurry_frames(gopro_root: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    frames = DeblurDataset(pairs, patch_size=None, augment=False)  # (blurry, sharp) 640x360 views of each pair
+
+    def blurry_items(fraction: float) -> int:
+        dataset = DenoiseDataset(pairs, patch_size=None, sigma=0.0, augment=False, samples_per_frame=10,
+                                 blurry_fraction=fraction)
+        count = 0
+        for index in range(len(dataset)):
+            noisy, target = dataset[index]
+            blurry, sharp = frames[index // 10]
+            assert torch.equal(noisy, target) and (torch.equal(target, blurry) != torch.equal(target, sharp))
+            count += torch.equal(target, blurry)
+        return count
+
+    count = len(pairs) * 10
+    assert blurry_items(0.0) == 0 and blurry_items(1.0) == count
+    assert 0.2 * count < blurry_items(0.5) < 0.8 * count
+    with pytest.raises(ValueError, match="blurry_fraction must be in \\[0, 1\\]"):
+        DenoiseDataset(pairs, blurry_fraction=1.5)
+
+
 def test_super_resolution_augmentation_is_paired(gopro_root: Path) -> None:
     dataset = SuperResolutionDataset(GoproPairs(gopro_root, "train"), patch_size=32, augment=True, seed=5)
     for epoch in (0, 1):
