@@ -67,6 +67,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--blurry-fraction", type=float, default=0.0, metavar="P",
                         help="dncnn: probability that a training patch is cut from the blurry frame instead of the "
                              "sharp one (the cascade denoises blurry frames; validation uses sharp ones)")
+    parser.add_argument("--colour-augment", type=float, default=0.0, metavar="P",
+                        help="probability that a training patch pair gets a random channel order and channel gains "
+                             "(more colours from a small set: a denoiser trained on few colour photos greys saturated ones)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of training sequences held out")
     parser.add_argument("--val-patch", type=int, default=128, help="validation crop size (0: whole frames)")
     parser.add_argument("--synthetic-blur", type=float, default=0.0, metavar="P",

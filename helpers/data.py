@@ -433,6 +433,24 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
     return result
 
 
+# Recolouring keeps each channel's gain in [COLOUR_GAIN_LOW, 1] (the largest exactly 1, so brightness stays).
+COLOUR_GAIN_LOW = 0.4
+
+
+def _recolour(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random channel order and per-channel gains on every uint8 array.
+
+    Widens the colours a small training set shows (grey textures get tints, orange becomes green or
+    blue): a denoiser trained on few colour photos otherwise takes saturated colours for noise and
+    greys them. Both operations commute with per-channel blur and white noise, so pairs stay valid.
+    Hand-written because torchvision's ColorJitter draws from torch's global generator, not the item's.
+    """
+    order = rng.permutation(3)
+    gains = rng.uniform(COLOUR_GAIN_LOW, 1.0, size=3).astype(np.float32)
+    gains /= gains.max()
+    return [np.round(array[..., order] * gains).astype(np.uint8) for array in arrays]
+
+
 class PairedFrameDataset(Dataset):
     """Base of the stage datasets: (input view, target view) frames -> random paired patches.
 
@@ -440,7 +458,8 @@ class PairedFrameDataset(Dataset):
     target/input scale ratio. Item ``i`` uses ``np.random.default_rng([seed, epoch, i])`` only, so
     the data is the same for any worker count and resumes exactly; call ``set_epoch`` every epoch.
     Each frame is visited ``samples_per_frame`` times per epoch. ``cache_dir`` switches to a
-    ``FrameCache`` there (decode once) instead of decoding images for every sample.
+    ``FrameCache`` there (decode once) instead of decoding images for every sample. ``colour_augment``
+    is the probability that a patch pair is recoloured (``_recolour``) after the geometric augmentation.
     """
 
     input_view: View = ("sharp", 1)
@@ -454,8 +473,12 @@ class PairedFrameDataset(Dataset):
         seed: int = 0,
         samples_per_frame: int = 1,
         cache_dir: str | os.PathLike | None = None,
+        colour_augment: float = 0.0,
     ) -> None:
+        if not 0.0 <= colour_augment <= 1.0:
+            raise ValueError(f"colour_augment must be in [0, 1], got {colour_augment}")
         self.patch_size, self.augment, self.seed = patch_size, augment, seed
+        self.colour_augment = colour_augment
         self.samples_per_frame = samples_per_frame
         self.epoch = 0
         self.frames = _Frames(pairs, self._views(), cache_dir)
@@ -494,6 +517,8 @@ class PairedFrameDataset(Dataset):
             target = target[top * ratio : top * ratio + size, left * ratio : left * ratio + size]
         if self.augment:
             source, target = _augment([source, target], rng)
+        if self.colour_augment and rng.random() < self.colour_augment:
+            source, target = _recolour([source, target], rng)
         source, target = np.array(source), np.array(target)  # own, writable copies (not read-only cache pages)
         return self._make_input(image_to_tensor(source)[0], rng), image_to_tensor(target)[0]
 
@@ -504,8 +529,8 @@ class DenoiseDataset(PairedFrameDataset):
     ``clean_fraction`` is the probability that an item gets no noise at all: the cascade runs the
     denoiser on every frame, and one that never saw a clean patch smooths the texture of clean frames.
     ``blurry_fraction`` is the probability that an item's clean image is the pair's blurry frame
-    instead of the sharp one: in the cascade the denoiser sees blurry frames, and one trained on
-    sharp content alone alters clean blurry frames (-0.5 dB on the demo weights' McMaster check).
+    instead of the sharp one: in the cascade the denoiser's input is a noisy *blurry* frame, so
+    its training should include such content, not sharp patches alone.
     """
 
     def __init__(
@@ -519,12 +544,13 @@ class DenoiseDataset(PairedFrameDataset):
         cache_dir: str | os.PathLike | None = None,
         clean_fraction: float = 0.0,
         blurry_fraction: float = 0.0,
+        colour_augment: float = 0.0,
     ) -> None:
         for name, value in (("clean_fraction", clean_fraction), ("blurry_fraction", blurry_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.blurry_fraction = blurry_fraction
-        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir, colour_augment)
         self.sigma = sigma
         self.clean_fraction = clean_fraction
 
@@ -567,8 +593,9 @@ class DeblurDataset(PairedFrameDataset):
         samples_per_frame: int = 1,
         cache_dir: str | os.PathLike | None = None,
         synthetic_blur: float = 0.0,
+        colour_augment: float = 0.0,
     ) -> None:
-        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir, colour_augment)
         if not 0.0 <= synthetic_blur <= 1.0:
             raise ValueError(f"synthetic_blur must be in [0, 1], got {synthetic_blur}")
         self.synthetic_blur = synthetic_blur
@@ -612,10 +639,11 @@ class SuperResolutionDataset(PairedFrameDataset):
         seed: int = 0,
         samples_per_frame: int = 1,
         cache_dir: str | os.PathLike | None = None,
+        colour_augment: float = 0.0,
     ) -> None:
         if scale != HIGH_RES_SCALE:
             raise ValueError(f"only scale {HIGH_RES_SCALE} (640x360 -> 1280x720) is supported, got {scale}")
-        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir)
+        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir, colour_augment)
 
 
 class PipelineDataset(PairedFrameDataset):

@@ -606,6 +606,7 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
     train_options = {"unet": {"synthetic_blur": args.synthetic_blur},
                      "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction},
                      }.get(args.model, {})
+    train_options["colour_augment"] = args.colour_augment
     samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
     samples_per_frame = max(1, -(-samples_needed // len(train_pairs)))
     train = build_dataset(args.model, train_pairs, patch_size=patch, augment=True, seed=args.seed,
@@ -637,6 +638,7 @@ def train_command(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         loss=_loss_config(args),
         data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
+              "colour_augment": args.colour_augment,
               **({"sigma": args.sigma, "clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction}
                  if args.model == "dncnn" else {}),
               **({"init": str(args.init)} if args.init else {})},

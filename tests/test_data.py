@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 from pathlib import Path
 
@@ -261,6 +262,37 @@ def test_blurry_fraction_draws_that_share_of_clean_images_from_the_blurry_frames
     assert 0.2 * count < blurry_items(0.5) < 0.8 * count
     with pytest.raises(ValueError, match="blurry_fraction must be in \\[0, 1\\]"):
         DenoiseDataset(pairs, blurry_fraction=1.5)
+
+
+def _channel_gains(coloured: torch.Tensor, plain: torch.Tensor) -> dict[tuple[int, ...], np.ndarray]:
+    """Every channel order under which ``coloured`` is ``plain`` times per-channel gains (to 8-bit rounding)."""
+    fits = {}
+    for order in itertools.permutations(range(3)):
+        source = plain[list(order)].reshape(3, -1).double()
+        gains = (coloured.reshape(3, -1).double() * source).sum(1) / (source * source).sum(1).clamp_min(1e-12)
+        if ((coloured.reshape(3, -1) - gains[:, None] * source).abs().max() <= 1 / 255).item():
+            fits[order] = gains.numpy()
+    return fits
+
+
+def test_colour_augment_recolours_input_and_target_alike(gopro_root: Path) -> None:
+    pairs = GoproPairs(gopro_root, "train")
+    plain = DeblurDataset(pairs, patch_size=32, seed=3, samples_per_frame=4)
+    coloured = DeblurDataset(pairs, patch_size=32, seed=3, samples_per_frame=4, colour_augment=1.0)
+    changed = 0
+    for index in range(len(plain)):
+        (blurry, sharp), (new_blurry, new_sharp) = plain[index], coloured[index]  # same crop and flips
+        fits = _channel_gains(new_sharp, sharp)
+        assert fits, "the target is not a channel reordering with gains of the plain target"
+        shared = [order for order, gains in _channel_gains(new_blurry, blurry).items() if order in fits
+                  and np.allclose(gains, fits[order], atol=0.02)]
+        assert shared, "input and target were recoloured differently"
+        gains = fits[shared[0]]
+        assert gains.max() == pytest.approx(1.0, abs=0.02) and gains.min() >= data.COLOUR_GAIN_LOW - 0.02
+        changed += not torch.equal(new_sharp, sharp)
+    assert changed > len(plain) // 2
+    with pytest.raises(ValueError, match="colour_augment must be in \\[0, 1\\]"):
+        DenoiseDataset(pairs, colour_augment=2.0)
 
 
 def test_super_resolution_augmentation_is_paired(gopro_root: Path) -> None:

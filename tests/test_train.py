@@ -318,10 +318,11 @@ def test_cli_training_options_reach_the_training_set_only(cache_root, tmp_path, 
 
     monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
     dncnn = build_parser().parse_args(cli_train_args(tmp_path, "--clean-fraction", "0.3", "--sigma", "5,40",
-                                                              "--blurry-fraction", "0.4"))
+                                                              "--blurry-fraction", "0.4", "--colour-augment", "0.5"))
     train, val = _datasets(dncnn, 40, world_size=1)
     assert (train.clean_fraction, val.clean_fraction) == (0.3, 0.0)  # validation stays noisy
-    assert (train.blurry_fraction, val.blurry_fraction) == (0.4, 0.0)  # ... and sharp
+    assert (train.blurry_fraction, val.blurry_fraction) == (0.4, 0.0)  # ... sharp
+    assert (train.colour_augment, val.colour_augment) == (0.5, 0.0)  # ... and in its own colours
     assert train.sigma == val.sigma == (5.0, 40.0)
     unet_args = cli_train_args(tmp_path, "--synthetic-blur", "0.7")
     unet_args[1] = "unet"
