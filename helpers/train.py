@@ -603,10 +603,9 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
     options: dict[str, Any] = {"cache_dir": cache_dir}
     if args.model == "dncnn":
         options["sigma"] = args.sigma
-    train_options = {"unet": {"synthetic_blur": args.synthetic_blur},
-                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction},
-                     }.get(args.model, {})
-    train_options["colour_augment"] = args.colour_augment
+    stage_options = {"unet": {"synthetic_blur": args.synthetic_blur},
+                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction}}
+    train_options = {"colour_augment": args.colour_augment, **stage_options.get(args.model, {})}
     samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
     samples_per_frame = max(1, -(-samples_needed // len(train_pairs)))
     train = build_dataset(args.model, train_pairs, patch_size=patch, augment=True, seed=args.seed,
