@@ -242,6 +242,7 @@ def test_clean_fraction_leaves_that_share_of_items_noise_free(gopro_root: Path) 
     with pytest.raises(ValueError, match="clean_fraction must be in \\[0, 1\\]"):
         DenoiseDataset(pairs, clean_fraction=-0.1)
 
+
 def test_blurry_fraction_draws_that_share_of_clean_images_from_the_blurry_frames(gopro_root: Path) -> None:
     pairs = GoproPairs(gopro_root, "train")
     frames = DeblurDataset(pairs, patch_size=None, augment=False)  # (blurry, sharp) 640x360 views of each pair
