@@ -433,6 +433,12 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
     return result
 
 
+def _check_probability(name: str, value: float) -> None:
+    """Reject a probability option outside [0, 1] with a message naming it."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
 # Recolouring keeps each channel's gain in [COLOUR_GAIN_LOW, 1] (the largest exactly 1, so brightness stays).
 COLOUR_GAIN_LOW = 0.4
 
@@ -475,8 +481,7 @@ class PairedFrameDataset(Dataset):
         cache_dir: str | os.PathLike | None = None,
         colour_augment: float = 0.0,
     ) -> None:
-        if not 0.0 <= colour_augment <= 1.0:
-            raise ValueError(f"colour_augment must be in [0, 1], got {colour_augment}")
+        _check_probability("colour_augment", colour_augment)
         self.patch_size, self.augment, self.seed = patch_size, augment, seed
         self.colour_augment = colour_augment
         self.samples_per_frame = samples_per_frame
@@ -546,9 +551,8 @@ class DenoiseDataset(PairedFrameDataset):
         blurry_fraction: float = 0.0,
         colour_augment: float = 0.0,
     ) -> None:
-        for name, value in (("clean_fraction", clean_fraction), ("blurry_fraction", blurry_fraction)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        _check_probability("clean_fraction", clean_fraction)
+        _check_probability("blurry_fraction", blurry_fraction)
         self.blurry_fraction = blurry_fraction
         super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir, colour_augment)
         self.sigma = sigma
@@ -596,11 +600,9 @@ class DeblurDataset(PairedFrameDataset):
         colour_augment: float = 0.0,
     ) -> None:
         super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir, colour_augment)
-        if not 0.0 <= synthetic_blur <= 1.0:
-            raise ValueError(f"synthetic_blur must be in [0, 1], got {synthetic_blur}")
+        _check_probability("synthetic_blur", synthetic_blur)
         self.synthetic_blur = synthetic_blur
-        if not 0.0 <= extra_ratio <= 1.0:
-            raise ValueError(f"extra_ratio must be in [0, 1], got {extra_ratio}")
+        _check_probability("extra_ratio", extra_ratio)
         if extra_ratio > 0 and not extra_pairs:
             raise ValueError("extra_ratio > 0 needs extra_pairs")
         self.extra_ratio = extra_ratio

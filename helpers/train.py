@@ -590,6 +590,13 @@ def _loss_config(args: argparse.Namespace) -> dict:
     return loss
 
 
+def _training_only_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Dataset options that shape the training set only (validation stays plain), as the CLI set them."""
+    stage_options = {"unet": {"synthetic_blur": args.synthetic_blur},
+                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction}}
+    return {"colour_augment": args.colour_augment, **stage_options.get(args.model, {})}
+
+
 def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Dataset, Dataset]:
     """Train and validation datasets of the chosen stage; enough patches per frame for the requested steps."""
     from .cache import default_cache_dir
@@ -603,9 +610,7 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
     options: dict[str, Any] = {"cache_dir": cache_dir}
     if args.model == "dncnn":
         options["sigma"] = args.sigma
-    stage_options = {"unet": {"synthetic_blur": args.synthetic_blur},
-                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction}}
-    train_options = {"colour_augment": args.colour_augment, **stage_options.get(args.model, {})}
+    train_options = _training_only_options(args)
     samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
     samples_per_frame = max(1, -(-samples_needed // len(train_pairs)))
     train = build_dataset(args.model, train_pairs, patch_size=patch, augment=True, seed=args.seed,
@@ -637,9 +642,7 @@ def train_command(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         loss=_loss_config(args),
         data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
-              "colour_augment": args.colour_augment,
-              **({"sigma": args.sigma, "clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction}
-                 if args.model == "dncnn" else {}),
+              **({"sigma": args.sigma} if args.model == "dncnn" else {}), **_training_only_options(args),
               **({"init": str(args.init)} if args.init else {})},
     )
     try:
