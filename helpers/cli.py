@@ -21,7 +21,9 @@ COMMANDS = {
     "notebooks": ("helpers.notebooks", "notebooks_command"),
 }
 
-DATA_HELP = "sample (embedded set, no download), gopro:PATH, realblur:PATH or folder:PATH (your own sharp photos)"
+DATA_HELP = ("sample (embedded set, no download), gopro:PATH, realblur:PATH, folder:PATH (your own sharp frames, made "
+             "1280x720) or, for training, photos:DIR[=SHARE][,DIR2[=SHARE]...] (sharp photos at native resolution, "
+             "degraded on the fly)")
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +72,29 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--colour-augment", type=float, default=0.0, metavar="P",
                         help="probability that a training patch pair gets a random channel order and channel gains "
                              "(more colours from a small set: a denoiser trained on few colour photos greys saturated ones)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of training sequences held out")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help="share of training sequences (photos: of each folder's photos) held out (default 0.2; photos 0.05)")
     parser.add_argument("--val-patch", type=int, default=128, help="validation crop size (0: whole frames)")
     parser.add_argument("--synthetic-blur", type=float, default=0.0, metavar="P",
                         help="unet: probability that a training input is a fresh synthetic motion blur of its sharp "
                              "patch instead of the stored blurry frame (validation always uses stored pairs)")
+    photos = parser.add_argument_group("photos: sources (patches of sharp photos at native resolution, degraded on the fly)")
+    photos.add_argument("--kernels", default=None, metavar="NPZ",
+                        help="real blur kernels (.npz of 2-D arrays), used beside synthetic camera trajectories")
+    photos.add_argument("--kernel-fraction", type=float, default=0.5, metavar="P",
+                        help="share of blurs made with a real kernel (rotated, flipped, scaled) when --kernels is given")
+    photos.add_argument("--nonuniform-fraction", type=float, default=0.2, metavar="P",
+                        help="share of blurs that vary across the patch (two blurs blended along a direction)")
+    photos.add_argument("--sharp-fraction", type=float, default=0.0, metavar="P",
+                        help="unet: share of training inputs left unblurred (a deblurrer must leave sharp pictures alone)")
+    photos.add_argument("--min-scale", type=float, default=0.5,
+                        help="photos are shrunk by a random factor in [MIN_SCALE, 1] before cutting (never enlarged)")
+    photos.add_argument("--downscale-kernels", default="area,bicubic,opencv-bicubic",
+                        help="edsr: the kernels low-resolution inputs are made with, drawn per patch")
+    photos.add_argument("--val-items", type=int, default=96, help="held-out validation patches (fixed by --seed)")
+    photos.add_argument("--cascade-weights", default=None, metavar="DIR",
+                        help="after every epoch, also validate the whole cascade with the network in training and the "
+                             "other stages' weights from DIR (default: the bundled weights/; 'none': off)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--cache-dir", default=None, help="decoded-frame cache (default: the data cache; 'none': off)")
     parser.add_argument("--perceptual-weights", default=None,

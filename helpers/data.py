@@ -15,9 +15,10 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,16 @@ from helpers.cache import (
     FrameCache,
     default_cache_dir,
 )
-from helpers.degrade import add_gaussian_noise, motion_blur, resize_to_frame
+from helpers.degrade import (
+    DOWNSCALE_KERNELS,
+    add_gaussian_noise,
+    downscale_with,
+    motion_blur,
+    quantize,
+    random_blur,
+    resize,
+    resize_to_frame,
+)
 from helpers.io import (
     ImageReadError,
     float_image,
@@ -672,3 +682,327 @@ def build_dataset(stage: str, pairs: Sequence[Pair], **options) -> PairedFrameDa
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[stage](pairs, **options)
 
+
+
+# ----------------------------------------------------------------------------- native-resolution photographs
+
+# Photos are shrunk by a random factor in [PHOTO_MIN_SCALE, 1] before cutting (never enlarged): a 1024-px photo
+# then shows detail at the density of a downscaled 1280x720 frame as well as its own.
+PHOTO_MIN_SCALE = 0.5
+PHOTO_CACHE_BYTES = 2 * 1024**3  # decoded photos kept in memory per dataset
+BLUR_MARGIN = int(np.ceil(SYNTHETIC_BLUR_SHIFT / 2)) + 2  # context cut around a patch before blurring it, at 640x360 scale
+
+
+@dataclass(frozen=True)
+class PhotoFolder:
+    """A folder of sharp photographs and its share of the patches drawn from a ``photos:`` source."""
+
+    path: Path
+    share: float = 1.0
+
+
+def parse_photo_folders(argument: str) -> list[PhotoFolder]:
+    """``DIR[=SHARE][,DIR2[=SHARE]...]`` -> folders with shares (default 1 each; normalised when drawing)."""
+    folders = []
+    for part in filter(None, (part.strip() for part in argument.split(","))):
+        path, _, share = part.partition("=")
+        try:
+            value = float(share) if share else 1.0
+        except ValueError:
+            raise ValueError(f"photos source: share of {path!r} must be a number, got {share!r}") from None
+        if not value > 0:
+            raise ValueError(f"photos source: share of {path!r} must be positive, got {value}")
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"{path}: photo folder not found")
+        folders.append(PhotoFolder(Path(path), value))
+    if not folders:
+        raise ValueError("photos source: expected photos:DIR[=SHARE][,DIR2[=SHARE]...]")
+    return folders
+
+
+def split_photos(files: Sequence[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """(train, val) photos of one folder: a seeded ``val_fraction`` of them held out (at least one of two or more)."""
+    n_val = round(len(files) * val_fraction)
+    if val_fraction > 0 and len(files) >= 2:
+        n_val = min(max(n_val, 1), len(files) - 1)
+    held_out = set(np.random.default_rng(seed).permutation(len(files))[:n_val].tolist())
+    return [f for i, f in enumerate(files) if i not in held_out], [f for i, f in enumerate(files) if i in held_out]
+
+
+def load_blur_kernels(path: str | os.PathLike) -> list[np.ndarray]:
+    """Blur kernels from an ``.npz`` file (each array 2-D, non-negative, normalised here to sum 1)."""
+    try:
+        with np.load(path) as archive:
+            arrays = [np.asarray(archive[name], dtype=np.float32) for name in sorted(archive.files)]
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npz file of blur kernels ({error})") from None
+    bad = [i for i, k in enumerate(arrays) if k.ndim != 2 or k.min() < 0 or k.sum() <= 0]
+    if not arrays or bad:
+        raise ValueError(f"{path}: expected 2-D non-negative kernels with a positive sum; {len(bad)} of {len(arrays)} are not")
+    return [k / k.sum() for k in arrays]
+
+
+class PhotoLibrary:
+    """One split of the photographs of several folders, at native resolution, drawn by folder share.
+
+    Photos are decoded on first use and kept in memory (least recently used dropped beyond
+    ``cache_bytes``). An unreadable photo, or one too small for a patch, is skipped for the next one of
+    its folder; unreadable ones are counted (``skipped``) and reported once each with a warning.
+    """
+
+    def __init__(
+        self,
+        folders: Sequence[PhotoFolder],
+        split: Literal["train", "val"],
+        val_fraction: float = 0.05,
+        seed: int = 0,
+        cache_bytes: int = PHOTO_CACHE_BYTES,
+    ) -> None:
+        if split not in ("train", "val"):
+            raise ValueError(f"unknown split {split!r}; photos sources have train and val")
+        self.groups, shares = [], []
+        for folder in folders:
+            train, val = split_photos(list_images(folder.path), val_fraction, seed)
+            files = train if split == "train" else val
+            if files:
+                self.groups.append(files)
+                shares.append(folder.share)
+        if not self.groups:
+            raise ValueError(f"no {split} photos in {', '.join(str(f.path) for f in folders)}")
+        self.shares = np.asarray(shares, dtype=np.float64) / sum(shares)
+        self.cache_bytes = cache_bytes
+        self._decoded: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self._unreadable: set[Path] = set()
+
+    def __len__(self) -> int:
+        return sum(len(files) for files in self.groups)
+
+    @property
+    def skipped(self) -> int:
+        """How many unreadable photos were met so far."""
+        return len(self._unreadable)
+
+    def _decode(self, path: Path) -> np.ndarray | None:
+        if path in self._decoded:
+            self._decoded.move_to_end(path)
+            return self._decoded[path]
+        if path in self._unreadable:
+            return None
+        try:
+            photo = read_image(path)
+        except ImageReadError as error:
+            self._unreadable.add(path)
+            warnings.warn(f"skipping unreadable photo ({self.skipped} so far): {error}", stacklevel=4)
+            return None
+        self._decoded[path] = photo
+        while sum(p.nbytes for p in self._decoded.values()) > self.cache_bytes and len(self._decoded) > 1:
+            self._decoded.popitem(last=False)
+        return photo
+
+    def draw(self, rng: np.random.Generator, min_side: int) -> np.ndarray:
+        """A random photo (uint8 RGB) whose shorter side is at least ``min_side``."""
+        files = self.groups[int(rng.choice(len(self.groups), p=self.shares))]
+        start = int(rng.integers(len(files)))
+        for attempt in range(len(files)):
+            photo = self._decode(files[(start + attempt) % len(files)])
+            if photo is not None and min(photo.shape[:2]) >= min_side:
+                return photo
+        raise ValueError(f"no readable photo of at least {min_side}x{min_side} pixels in {files[0].parent}")
+
+
+@dataclass
+class PhotoDegradations:
+    """How a ``photos:`` dataset degrades its sharp patches (probabilities in [0, 1]; sigma on the 0-255 scale).
+
+    ``blurry_fraction``: DnCNN patches blurred before the noise (the cascade denoises blurry frames);
+    ``sharp_fraction``: UNet / cascade patches left unblurred (no stage may damage a sharp picture);
+    ``kernels``: real blur kernels used for ``kernel_fraction`` of the blurs, the rest synthetic
+    trajectories; ``nonuniform_fraction``: blurs that vary across the patch; ``downscale_kernels``:
+    the mix the 2x low-resolution inputs are made with (``helpers.degrade.DOWNSCALE_KERNELS``).
+    """
+
+    sigma: float | tuple[float, float] = (0.0, 55.0)
+    clean_fraction: float = 0.0
+    blurry_fraction: float = 0.0
+    sharp_fraction: float = 0.0
+    kernels: Sequence[np.ndarray] = ()
+    kernel_fraction: float = 0.5
+    nonuniform_fraction: float = 0.0
+    downscale_kernels: Sequence[str] = DOWNSCALE_KERNELS
+
+    def __post_init__(self) -> None:
+        for name in ("clean_fraction", "blurry_fraction", "sharp_fraction", "kernel_fraction", "nonuniform_fraction"):
+            _check_probability(name, getattr(self, name))
+        unknown = set(self.downscale_kernels) - set(DOWNSCALE_KERNELS)
+        if unknown or not self.downscale_kernels:
+            raise ValueError(f"downscale_kernels: expected some of {DOWNSCALE_KERNELS}, got {list(self.downscale_kernels)}")
+
+    def noise(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Gaussian noise of a drawn sigma (none for ``clean_fraction`` of the calls), then 8-bit levels."""
+        sigma = rng.uniform(*self.sigma) if isinstance(self.sigma, (tuple, list)) else float(self.sigma)
+        if self.clean_fraction and rng.random() < self.clean_fraction:
+            sigma = 0.0
+        return quantize(add_gaussian_noise(image, sigma, rng))
+
+    def blur(self, image: np.ndarray, rng: np.random.Generator, scale: int = 1) -> np.ndarray:
+        """Camera-shake blur at ``scale`` x the 640x360 frame's extents (synthetic or real, maybe non-uniform)."""
+        return random_blur(image, rng, SYNTHETIC_BLUR_SHIFT * scale, self.kernels, self.kernel_fraction,
+                           self.nonuniform_fraction, SYNTHETIC_BLUR_SMALLEST)
+
+    def downscale(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The 2x smaller image, made with a kernel drawn from ``downscale_kernels``."""
+        kernel = self.downscale_kernels[int(rng.integers(len(self.downscale_kernels)))]
+        return downscale_with(image, HIGH_RES_SCALE, kernel)
+
+
+def _centre(image: np.ndarray, margin: int) -> np.ndarray:
+    return image[margin : image.shape[0] - margin, margin : image.shape[1] - margin] if margin else image
+
+
+class PhotoPatches(Dataset):
+    """Random patches of photographs at native resolution, degraded on the fly: base of the ``photos:`` datasets.
+
+    ``patch_size`` is the network-input side. A sharp patch (``_sharp_side`` plus a ``margin`` of
+    context for blurring) is cut from a photo shrunk by a random factor in [``min_scale``, 1] (area
+    averaging; never enlarged), flipped/rotated when ``augment``, recoloured with probability
+    ``colour_augment``, then degraded by the subclass. Item ``i`` of epoch ``e`` draws everything from
+    ``np.random.default_rng([seed, e, i])``: the same for any worker count and on resume, and a
+    validation set (never ``set_epoch``-ed) keeps fixed crops and degradations of the training distribution.
+    """
+
+    margin = 0
+
+    def __init__(
+        self,
+        library: PhotoLibrary,
+        patch_size: int = 64,
+        length: int = 1024,
+        seed: int = 0,
+        augment: bool = True,
+        colour_augment: float = 0.0,
+        min_scale: float = PHOTO_MIN_SCALE,
+        degradations: PhotoDegradations | None = None,
+    ) -> None:
+        _check_probability("colour_augment", colour_augment)
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        if length < 1 or patch_size < 1:
+            raise ValueError(f"length and patch_size must be positive, got {length} and {patch_size}")
+        self.library, self.patch_size, self.length, self.seed = library, patch_size, length, seed
+        self.augment, self.colour_augment, self.min_scale = augment, colour_augment, min_scale
+        self.degradations = degradations or PhotoDegradations()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random patches and degradations items are drawn from."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _sharp_side(self) -> int:
+        return self.patch_size
+
+    def _sharp_patch(self, rng: np.random.Generator) -> np.ndarray:
+        side = self._sharp_side() + 2 * self.margin
+        photo = self.library.draw(rng, side)
+        shortest = min(photo.shape[:2])
+        scale = rng.uniform(max(self.min_scale, side / shortest), 1.0) if side < shortest else 1.0
+        region = min(shortest, int(np.ceil(side / scale)))
+        top = int(rng.integers(photo.shape[0] - region + 1))
+        left = int(rng.integers(photo.shape[1] - region + 1))
+        patch = photo[top : top + region, left : left + region]
+        patch = resize(patch, side, side, "area") if region != side else patch
+        if self.augment:
+            (patch,) = _augment([patch], rng)
+        if self.colour_augment and rng.random() < self.colour_augment:
+            (patch,) = _recolour([patch], rng)
+        return float_image(np.ascontiguousarray(patch))
+
+    def _degrade(self, sharp: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        images = self._degrade(self._sharp_patch(rng), rng)  # float32 (H, W, 3): no 8-bit round trip for targets
+        return tuple(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)) for image in images)
+
+
+class PhotoDenoiseDataset(PhotoPatches):
+    """DnCNN: (noisy, clean) patches; ``blurry_fraction`` of the clean patches are blurred first."""
+
+    @property
+    def margin(self) -> int:  # type: ignore[override]
+        return BLUR_MARGIN if self.degradations.blurry_fraction else 0
+
+    def _degrade(self, sharp: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        blurry = self.degradations.blurry_fraction and rng.random() < self.degradations.blurry_fraction
+        clean = _centre(self.degradations.blur(sharp, rng) if blurry else sharp, self.margin)
+        return self.degradations.noise(clean, rng), clean
+
+
+class PhotoDeblurDataset(PhotoPatches):
+    """UNet: (blurry, sharp) patches at 640x360 scale, 8-bit inputs; ``sharp_fraction`` of inputs left sharp."""
+
+    margin = BLUR_MARGIN
+
+    def _degrade(self, sharp: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        keep = self.degradations.sharp_fraction and rng.random() < self.degradations.sharp_fraction
+        blurry = sharp if keep else self.degradations.blur(sharp, rng)
+        return quantize(_centre(blurry, self.margin)), _centre(sharp, self.margin)
+
+
+class PhotoSuperResolutionDataset(PhotoPatches):
+    """EDSR: (low-res, high-res) patches; the low-res side is ``patch_size``, made with a drawn downscale kernel."""
+
+    def _sharp_side(self) -> int:
+        return self.patch_size * HIGH_RES_SCALE
+
+    def _degrade(self, sharp: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        return quantize(self.degradations.downscale(sharp, rng)), sharp
+
+
+class PhotoCascadeDataset(PhotoPatches):
+    """The whole cascade, degraded in its order: blur at high resolution, downscale 2x, noise, 8-bit.
+
+    Items are (input, sharp high-res target), or with ``intermediates`` also the noise-free blurry
+    low-res patch (the denoiser's target) and the sharp low-res patch (the deblurrer's target), both
+    downscaled with the same kernel as the input.
+    """
+
+    margin = HIGH_RES_SCALE * BLUR_MARGIN
+
+    def __init__(self, *args: Any, intermediates: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.intermediates = intermediates
+
+    def _sharp_side(self) -> int:
+        return self.patch_size * HIGH_RES_SCALE
+
+    def _degrade(self, sharp: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        keep = self.degradations.sharp_fraction and rng.random() < self.degradations.sharp_fraction
+        blurry = sharp if keep else self.degradations.blur(sharp, rng, scale=HIGH_RES_SCALE)
+        sharp, blurry = _centre(sharp, self.margin), _centre(blurry, self.margin)
+        kernel_rng_state = rng.bit_generator.state
+        blurry_low = self.degradations.downscale(blurry, rng)
+        rng.bit_generator.state = kernel_rng_state  # the same kernel for the sharp low-res target
+        sharp_low = self.degradations.downscale(sharp, rng)
+        noisy = self.degradations.noise(blurry_low, rng)
+        return (noisy, sharp, blurry_low, sharp_low) if self.intermediates else (noisy, sharp)
+
+
+PHOTO_DATASETS: dict[str, type[PhotoPatches]] = {
+    "dncnn": PhotoDenoiseDataset,
+    "unet": PhotoDeblurDataset,
+    "edsr": PhotoSuperResolutionDataset,
+    "pipeline": PhotoCascadeDataset,
+}
+
+
+def build_photo_dataset(stage: str, library: PhotoLibrary, **options: Any) -> PhotoPatches:
+    """The ``photos:`` dataset of a stage by name ("dncnn", "unet", "edsr", "pipeline"); options go to its constructor."""
+    if stage not in PHOTO_DATASETS:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(PHOTO_DATASETS)}")
+    return PHOTO_DATASETS[stage](library, **options)

@@ -1,4 +1,4 @@
-"""Synthetic degradations: Gaussian noise, GOPRO-style motion blur, resizing to frame sizes.
+"""Synthetic degradations: Gaussian noise, GOPRO-style motion blur, real blur kernels, resizing and downscaling.
 
 Every function takes and returns numpy float32 RGB images (H, W, 3) in [0, 1]; random ones
 take an ``np.random.Generator`` so the same seed always gives the same degradation. The
@@ -9,10 +9,11 @@ uint8 images and keep the dtype, so frames can be prepared without a float round
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Sequence
 
 import cv2
 import numpy as np
+import torch
 
 ResizeMethod = Literal["area", "bicubic", "bilinear", "nearest", "lanczos"]
 FrameFit = Literal["crop", "stretch"]
@@ -186,3 +187,110 @@ def motion_blur(
     if max_shift is None:
         max_shift = 0.025 * max(image.shape[:2])
     return blur_along_trajectory(image, camera_trajectory(rng, n_positions, max_shift, max_rotation_deg))
+
+
+# Downscaling kernels of the training mix: "area" averages (what GOPRO-style frames get), "bicubic" is antialiased
+# bicubic (MATLAB imresize, the published SR tables' input), "opencv-bicubic" is cv2.INTER_CUBIC without
+# antialiasing (what many user pipelines do when shrinking: aliased). An SR network trained on one kernel
+# loses to plain bicubic upscaling on another.
+DownscaleKernel = Literal["area", "bicubic", "opencv-bicubic"]
+DOWNSCALE_KERNELS: tuple[DownscaleKernel, ...] = ("area", "bicubic", "opencv-bicubic")
+
+
+def downscale_with(image: np.ndarray, factor: int, kernel: DownscaleKernel) -> np.ndarray:
+    """Shrink a float RGB image by an integer ``factor`` with one of ``DOWNSCALE_KERNELS`` (sizes must divide)."""
+    image = _check_image(image)
+    if kernel == "area":
+        return downscale(image, factor, "area")
+    if kernel == "opencv-bicubic":
+        return downscale(image, factor, "bicubic")
+    if kernel != "bicubic":
+        raise ValueError(f"unknown downscale kernel {kernel!r}; choose one of {', '.join(DOWNSCALE_KERNELS)}")
+    height, width = image.shape[:2]
+    if height % factor or width % factor:
+        raise ValueError(f"image size {width}x{height} is not divisible by the downscale factor {factor}")
+    # torch's antialiased bicubic (Keys a=-0.5 widened by the factor, like MATLAB): OpenCV has no antialiased cubic.
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    small = torch.nn.functional.interpolate(
+        tensor, size=(height // factor, width // factor), mode="bicubic", align_corners=False, antialias=True
+    )
+    return small[0].clamp_(0, 1).numpy().transpose(1, 2, 0).copy()
+
+
+def quantize(image: np.ndarray) -> np.ndarray:
+    """Round a float image in [0, 1] to 8-bit levels (as a real input file would be), kept float32."""
+    return (np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def transform_kernel(kernel: np.ndarray, rng: np.random.Generator, size: float) -> np.ndarray:
+    """A blur kernel randomly rotated and flipped, resized so its side is about ``size`` pixels, summing to 1.
+
+    A real camera-shake kernel (e.g. Levin et al.'s, measured at one image scale) then serves at any
+    frame scale and in any orientation.
+    """
+    kernel = np.asarray(kernel, dtype=np.float32)
+    if kernel.ndim != 2 or kernel.sum() <= 0:
+        raise ValueError(f"expected a 2-D blur kernel with a positive sum, got shape {kernel.shape}")
+    side = int(np.ceil(max(kernel.shape) * 1.5)) | 1  # room for the rotated corners
+    canvas = np.zeros((side, side), np.float32)
+    top, left = (side - kernel.shape[0]) // 2, (side - kernel.shape[1]) // 2
+    canvas[top : top + kernel.shape[0], left : left + kernel.shape[1]] = kernel
+    matrix = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), float(rng.uniform(0, 360)), 1.0)
+    canvas = cv2.warpAffine(canvas, matrix, (side, side), flags=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        canvas = canvas[:, ::-1]
+    rows, cols = np.nonzero(canvas > canvas.max() * 1e-3)
+    canvas = canvas[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = max(float(size), 1.0) / max(canvas.shape)
+    new_size = (max(1, round(canvas.shape[1] * scale)), max(1, round(canvas.shape[0] * scale)))
+    canvas = cv2.resize(canvas, new_size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.maximum(canvas, 0.0)
+    return (canvas / canvas.sum()).astype(np.float32)
+
+
+def kernel_blur(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve with a blur kernel in linear light (as the sensor integrates light), borders reflected."""
+    image = _check_image(image)
+    flipped = np.ascontiguousarray(np.asarray(kernel, dtype=np.float32)[::-1, ::-1])  # filter2D correlates
+    blurred = cv2.filter2D(srgb_to_linear(image), -1, flipped, borderType=cv2.BORDER_REFLECT)
+    return np.clip(linear_to_srgb(np.clip(blurred, 0.0, 1.0)), 0.0, 1.0)
+
+
+def _one_blur(
+    image: np.ndarray, rng: np.random.Generator, extent: float, kernels: Sequence[np.ndarray], kernel_fraction: float
+) -> np.ndarray:
+    """A synthetic trajectory blur, or (with probability ``kernel_fraction``) a transformed real kernel, of ``extent`` px."""
+    if kernels and rng.random() < kernel_fraction:
+        kernel = kernels[int(rng.integers(len(kernels)))]
+        return kernel_blur(image, transform_kernel(kernel, rng, extent))
+    return motion_blur(image, rng, max_shift=extent)
+
+
+def random_blur(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    max_extent: float,
+    kernels: Sequence[np.ndarray] = (),
+    kernel_fraction: float = 0.5,
+    nonuniform_fraction: float = 0.0,
+    smallest: float = 0.25,
+) -> np.ndarray:
+    """Camera-shake blur of a random extent in [``smallest``, 1] x ``max_extent`` pixels.
+
+    Synthetic trajectories (``motion_blur``) and real kernels (``kernels``, rotated, flipped and scaled
+    to the extent, with probability ``kernel_fraction``); with probability ``nonuniform_fraction`` two
+    such blurs are blended across the image along a random direction: a blur that varies over the
+    frame, as rotation and depth make it in real shots.
+    """
+    def draw() -> np.ndarray:
+        return _one_blur(image, rng, max_extent * rng.uniform(smallest, 1.0), kernels, kernel_fraction)
+
+    if not (nonuniform_fraction and rng.random() < nonuniform_fraction):
+        return draw()
+    first, second = draw(), draw()
+    height, width = image.shape[:2]
+    angle = rng.uniform(0, 2 * math.pi)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = (cols - width / 2) * math.cos(angle) + (rows - height / 2) * math.sin(angle)
+    mask = np.clip(0.5 + ramp / max(height, width), 0.0, 1.0)[..., None]
+    return (mask * first + (1.0 - mask) * second).astype(np.float32)

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ HISTORY_KEYS = (
     "lr",
     "seconds",
     "skipped_steps",
+    "cascade_psnr",  # the whole cascade with this network in it, when fit gets ``cascade_validation`` (else NaN)
 )
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
 
@@ -332,8 +333,10 @@ class _Trainer:
         checkpoint_dir: Path,
         device: torch.device,
         info: DistributedInfo,
+        cascade_validation: Callable[[nn.Module], float] | None = None,
     ) -> None:
         self.config, self.checkpoint_dir, self.device, self.info = config, checkpoint_dir, device, info
+        self.cascade_validation = cascade_validation
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.raw_model = model.to(device, memory_format=self.memory_format)
         self.model = (
@@ -488,12 +491,15 @@ class _Trainer:
                     f"training stopped: the weights or validation loss became non-finite in epoch {self.epoch + 1}; "
                     f"not saved, last good checkpoint kept in {self.checkpoint_dir / LAST_CHECKPOINT}"
                 )
+            if self.cascade_validation is not None and self.info.is_main:
+                metrics["cascade_psnr"] = self.cascade_validation(self.raw_model)
             self.scheduler.step(metrics["val_loss"])
             improved = metrics["val_loss"] < self.best_val_loss - self.config.early_stop_min_delta
             self.best_val_loss = metrics["val_loss"] if improved else self.best_val_loss
             self.bad_epochs = 0 if improved else self.bad_epochs + 1
             self.epoch += 1
-            row = {"epoch": self.epoch, "train_loss": train_loss, **metrics, "lr": lr, "skipped_steps": skipped}
+            row = {"epoch": self.epoch, "train_loss": train_loss, "cascade_psnr": math.nan, **metrics, "lr": lr,
+                   "skipped_steps": skipped}
             row["seconds"] = time.perf_counter() - started
             for key in HISTORY_KEYS:
                 self.history[key].append(row[key])
@@ -506,7 +512,9 @@ class _Trainer:
                 epochs.write(
                     f"epoch {self.epoch}/{self.config.epochs}: train loss {train_loss:.5f}, val loss {metrics['val_loss']:.5f}, "
                     f"val PSNR {metrics['val_psnr']:.2f} dB (input {metrics['input_psnr']:.2f}), SSIM {metrics['val_ssim']:.4f}, "
-                    f"lr {lr:.3g}, {row['seconds']:.1f} s, skipped steps {skipped}" + (" [best]" if improved else "")
+                    f"lr {lr:.3g}, {row['seconds']:.1f} s, skipped steps {skipped}"
+                    + (f", cascade PSNR {row['cascade_psnr']:.2f} dB" if math.isfinite(row["cascade_psnr"]) else "")
+                    + (" [best]" if improved else "")
                 )
                 if stopping:
                     epochs.write(f"early stopping: no validation improvement for {self.bad_epochs} epochs")
@@ -526,6 +534,7 @@ def fit(
     checkpoint_dir: str | os.PathLike,
     resume: bool = False,
     device: str | torch.device = "auto",
+    cascade_validation: Callable[[nn.Module], float] | None = None,
     **overrides: Any,
 ) -> dict[str, list]:
     """Train ``model`` on ``(input, target)`` datasets; returns the per-epoch history (``HISTORY_KEYS``).
@@ -535,6 +544,8 @@ def fit(
     validation loss improves. ``resume=True`` continues from ``last.pt`` (starting afresh when it
     does not exist) with the same data order, LR schedule and results as an uninterrupted run.
     Under ``torchrun`` it trains with DistributedDataParallel; only rank 0 writes and prints.
+    ``cascade_validation(model)``, when given, runs after every epoch's validation (on rank 0) and
+    returns a PSNR recorded as ``cascade_psnr``: how the whole cascade does with this network in it.
     Raises TrainingDiverged after ``nan_patience`` consecutive non-finite losses, CheckpointError
     for a checkpoint that cannot be resumed.
     """
@@ -547,7 +558,9 @@ def fit(
         if info.is_main:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(config.seed)
-        trainer = _Trainer(_unwrap(model), train_data, val_data, loss, config, checkpoint_dir, torch_device, info)
+        trainer = _Trainer(
+            _unwrap(model), train_data, val_data, loss, config, checkpoint_dir, torch_device, info, cascade_validation
+        )
         last = checkpoint_dir / LAST_CHECKPOINT
         if resume and last.exists():
             trainer.resume(last)
@@ -597,13 +610,97 @@ def _training_only_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"colour_augment": args.colour_augment, **stage_options.get(args.model, {})}
 
 
+PHOTOS_PREFIX = "photos:"
+PHOTO_VAL_FRACTION, PAIR_VAL_FRACTION = 0.05, 0.2
+CASCADE_VAL_ITEMS, CASCADE_VAL_PATCH = 8, 128  # held-out cascade crops (low-res side) validated after every epoch
+
+
+def _val_fraction(args: argparse.Namespace) -> float:
+    if args.val_fraction is not None:
+        return args.val_fraction
+    return PHOTO_VAL_FRACTION if args.data.startswith(PHOTOS_PREFIX) else PAIR_VAL_FRACTION
+
+
+def _photo_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The photos: source's options as recorded in the checkpoint config (empty for other sources)."""
+    if not args.data.startswith(PHOTOS_PREFIX):
+        return {}
+    names = ("kernels", "kernel_fraction", "nonuniform_fraction", "sharp_fraction", "blurry_fraction", "min_scale",
+             "downscale_kernels", "val_items", "cascade_weights")
+    return {name: getattr(args, name) for name in names}
+
+
+def _photo_degradations(args: argparse.Namespace, training: bool) -> Any:
+    """The on-the-fly degradations of a photos: source; validation gets the same distribution (fixed by seed)."""
+    from .data import PhotoDegradations, load_blur_kernels
+
+    return PhotoDegradations(
+        sigma=args.sigma,
+        clean_fraction=args.clean_fraction if training else 0.0,
+        blurry_fraction=args.blurry_fraction,
+        sharp_fraction=args.sharp_fraction,
+        kernels=load_blur_kernels(args.kernels) if args.kernels else (),
+        kernel_fraction=args.kernel_fraction,
+        nonuniform_fraction=args.nonuniform_fraction,
+        downscale_kernels=tuple(args.downscale_kernels.split(",")),
+    )
+
+
+def _photo_libraries(args: argparse.Namespace) -> tuple[Any, Any]:
+    from .data import PhotoLibrary, parse_photo_folders
+
+    folders = parse_photo_folders(args.data[len(PHOTOS_PREFIX):])
+    return tuple(PhotoLibrary(folders, split, _val_fraction(args), args.seed) for split in ("train", "val"))
+
+
+def _photo_datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Dataset, Dataset]:
+    """Train and validation patches of a photos: source: held-out photos, the training degradations, fixed by seed."""
+    from .data import build_photo_dataset
+
+    train_photos, val_photos = _photo_libraries(args)
+    length = (args.steps_per_epoch or max(1, len(train_photos) // args.batch_size)) * args.batch_size * world_size
+    common = {"min_scale": args.min_scale, "seed": args.seed}
+    train = build_photo_dataset(args.model, train_photos, patch_size=patch, length=length, augment=True,
+                                colour_augment=args.colour_augment, degradations=_photo_degradations(args, True), **common)
+    val = build_photo_dataset(args.model, val_photos, patch_size=args.val_patch or patch, length=args.val_items,
+                              augment=True, degradations=_photo_degradations(args, False), **common)
+    return train, val
+
+
+def _cascade_validation(args: argparse.Namespace) -> Callable[[nn.Module], float] | None:
+    """For a photos: source: the cascade's PSNR on fixed held-out crops with the network in training swapped in.
+
+    The other stages come from ``--cascade-weights`` (default: the bundled weights); the crops are
+    degraded in the cascade's order (blur at high resolution, 2x downscale, noise), float32 inference.
+    """
+    from .data import build_photo_dataset
+    from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer
+
+    weights = Path(args.cascade_weights) if args.cascade_weights not in (None, "none") else DEFAULT_WEIGHTS_DIR
+    if not args.data.startswith(PHOTOS_PREFIX) or args.cascade_weights == "none":
+        return None
+    others = {stage: load_model(weights / f"{stage}.pt", expected_name=stage) for stage in NETWORK_STAGES if stage != args.model}
+    _, val_photos = _photo_libraries(args)
+    crops = build_photo_dataset("pipeline", val_photos, patch_size=CASCADE_VAL_PATCH, length=CASCADE_VAL_ITEMS,
+                                seed=args.seed, min_scale=args.min_scale, degradations=_photo_degradations(args, False))
+    inputs, targets = (torch.stack(tensors) for tensors in zip(*(crops[i] for i in range(len(crops)))))
+
+    def validate(model: nn.Module) -> float:
+        restorer = Restorer({**others, args.model: model}, device=next(model.parameters()).device, fp32=True)
+        return psnr(restorer.restore_tensor(inputs).cpu(), targets).item()
+
+    return validate
+
+
 def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Dataset, Dataset]:
     """Train and validation datasets of the chosen stage; enough patches per frame for the requested steps."""
     from .cache import default_cache_dir
     from .data import build_dataset, pairs_for
 
-    train_pairs = pairs_for(args.data, "train", args.val_fraction, args.seed)
-    val_pairs = pairs_for(args.data, "val", args.val_fraction, args.seed)
+    if args.data.startswith(PHOTOS_PREFIX):
+        return _photo_datasets(args, patch, world_size)
+    train_pairs = pairs_for(args.data, "train", _val_fraction(args), args.seed)
+    val_pairs = pairs_for(args.data, "val", _val_fraction(args), args.seed)
     if not val_pairs:
         raise ValueError(f"{args.data}: no validation sequences (need at least two training sequences, --val-fraction > 0)")
     cache_dir = None if args.cache_dir == "none" else Path(args.cache_dir or default_cache_dir() / "frames")
@@ -641,9 +738,9 @@ def train_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         channels_last=args.channels_last,
         loss=_loss_config(args),
-        data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
+        data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": _val_fraction(args),
               **({"sigma": args.sigma} if args.model == "dncnn" else {}), **_training_only_options(args),
-              **({"init": str(args.init)} if args.init else {})},
+              **({"init": str(args.init)} if args.init else {}), **_photo_options(args)},
     )
     try:
         with distributed(args.device) as (info, device):
@@ -651,8 +748,8 @@ def train_command(args: argparse.Namespace) -> int:
                 train_data, val_data = _datasets(args, patch, info.world_size)
             _seed_everything(args.seed)
             model = load_model(args.init, expected_name=args.model) if args.init else build_model(args.model)
-            fit(model, train_data, val_data, build_loss(config.loss), config=config,
-                checkpoint_dir=args.out, resume=args.resume, device=device)
+            fit(model, train_data, val_data, build_loss(config.loss), config=config, checkpoint_dir=args.out,
+                resume=args.resume, device=device, cascade_validation=_cascade_validation(args))
     except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

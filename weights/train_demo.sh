@@ -1,52 +1,49 @@
 #!/usr/bin/env bash
-# The recipe of the bundled demo weights: DnCNN, EDSR and UNet (default sizes) trained on the embedded
-# sample set (`--data sample`) on a 2-core CPU, one thread each, side by side; then each is exported
-# as a float16 inference-only file weights/{dncnn,edsr,unet}.pt (the last epoch of the recoloured
-# DnCNN and UNet phases, EDSR's best).
-# Resumable: run it again after an interruption and every run continues from its
-# outputs/demo_training/<model>/last.pt (finished ones return at once).
-# Logs: outputs/train_logs/<model>.log.   Usage: nohup bash weights/train_demo.sh &
-#                                          bash weights/train_demo.sh export   (export only)
+# The recipe of the bundled demo weights v5: DnCNN, UNet and EDSR fine-tuned from the v4 weights (sample-set
+# trained, see weights/README.md) on real photographs at their native resolution (`photos:` source: BSD432 +
+# Urban100 from ../shared/data/train, degraded on the fly; real Levin et al. camera-shake kernels beside
+# synthetic trajectories), on a 2-core CPU, one thread each, side by side; then each is exported as a float16
+# inference-only file weights/{dncnn,unet,edsr}.pt.
+# State lives outside the work tree, in the cache folder ($IMAGE_REPAIR_CACHE, default
+# ~/.cache/image-repair-and-restoration)/demo_training_v5/<model>/ with logs in .../logs/<model>.log:
+# run the script again after an interruption and every run resumes from its last.pt; delete that folder to
+# restart from nothing.
+# Usage: nohup bash weights/train_demo.sh &        bash weights/train_demo.sh export   (export only)
+# V4_WEIGHTS=DIR: where the v4 starting weights are (default: weights/ of this checkout; `git show 9ab5bce:weights/...`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-RUNS=outputs/demo_training
-LOGS=outputs/train_logs
+CACHE=${IMAGE_REPAIR_CACHE:-$HOME/.cache/image-repair-and-restoration}
+RUNS=$CACHE/demo_training_v5
+LOGS=$RUNS/logs
+V4=${V4_WEIGHTS:-weights}
+TRAIN=${TRAIN_DATA:-../shared/data/train}
 mkdir -p "$LOGS"
-export TQDM_MININTERVAL=30  # progress bars refresh every 30 s in the logs
+export TQDM_MININTERVAL=60  # progress bars refresh every minute in the logs
 # One thread per run, sleeping instead of spinning while waiting: three runs share two cores.
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 
-COMMON=(--data sample --device cpu --early-stop 0 --seed 0 --resume --val-patch 128 --steps-per-epoch 100)
-# bfloat16 autocast + channels-last pays for all three networks on an AVX512-BF16 CPU (bench/bench_train.py).
-BF16=(--amp --amp-dtype bfloat16 --channels-last)
-DNCNN=(dncnn "${COMMON[@]}" "${BF16[@]}" --patch 50 --sigma 0,55)
+COMMON=(--device cpu --early-stop 0 --seed 0 --resume --val-patch 128 --val-items 96 --steps-per-epoch 150
+        --kernels "$TRAIN/kernels/levin09.npz" --amp --amp-dtype bfloat16 --channels-last)
+BSD=$TRAIN/BSDS432
+URBAN=$TRAIN/Urban100
 
 if [ "${1:-train}" != export ]; then
-    # DnCNN in three phases: epochs 1-32 on noisy patches only; then a fresh optimiser from those weights
-    # (--init) with batch 32, a more patient lr schedule and 10% noise-free patches, so that it also
-    # learns to leave clean frames alone; then lr 1e-4 with half the patches recoloured (the sample set's
-    # few colour photos had taught it to grey saturated colours) and 30% cut from blurry frames.
-    { "$PY" -m helpers train "${DNCNN[@]}" --out "$RUNS/dncnn" --epochs 32 --batch-size 16 --lr 3e-4 \
-      && "$PY" -m helpers train "${DNCNN[@]}" --out "$RUNS/dncnn2" --init "$RUNS/dncnn/last.pt" \
-             --epochs 35 --batch-size 32 --lr 4e-4 --plateau-patience 8 --clean-fraction 0.1 \
-      && "$PY" -m helpers train "${DNCNN[@]}" --out "$RUNS/dncnn3" --init "$RUNS/dncnn2/last.pt" \
-             --epochs "${DNCNN_EPOCHS:-40}" --batch-size 32 --lr 1e-4 --plateau-patience 4 --clean-fraction 0.1 \
-             --blurry-fraction 0.3 --colour-augment 0.5; \
-    } >>"$LOGS/dncnn.log" 2>&1 &
-    "$PY" -m helpers train edsr "${COMMON[@]}" "${BF16[@]}" --out "$RUNS/edsr" --epochs 12 \
-        --batch-size 8 --patch 48 --lr 4e-4 >>"$LOGS/edsr.log" 2>&1 &
-    # UNet in three phases: 47 epochs of batch 4 (the plateau schedule had cut the lr 16-fold by then: the
-    # validation frames carry only strong blur, where gains are slow), then a fresh optimiser from the best
-    # weights with batch 8 and a patient schedule, then half the patch pairs recoloured (channel order
-    # and gains: phase 2's network lost 1.2 dB on McMaster with its channels reordered).
-    UNET=(unet "${COMMON[@]}" "${BF16[@]}" --synthetic-blur 0.9)
-    { "$PY" -m helpers train "${UNET[@]}" --out "$RUNS/unet" --epochs 47 --batch-size 4 --patch 128 --lr 5e-4 \
-      && "$PY" -m helpers train "${UNET[@]}" --out "$RUNS/unet2" --init "$RUNS/unet/best.pt" \
-             --epochs 72 --batch-size 8 --patch 96 --lr 3e-4 --plateau-patience 8 \
-      && "$PY" -m helpers train "${UNET[@]}" --out "$RUNS/unet3" --init "$RUNS/unet2/last.pt" \
-             --epochs "${UNET_EPOCHS:-53}" --batch-size 6 --patch 112 --lr 2e-4 --plateau-patience 6 --colour-augment 0.5; \
-    } >>"$LOGS/unet.log" 2>&1 &
+    # DnCNN: mostly BSD photos (its paper's training set), 30% street scenes; blind sigma 0-55; 20% of the clean
+    # patches blurred first (the cascade denoises blurry frames), 5% left noise-free.
+    "$PY" -m helpers train dncnn "${COMMON[@]}" --data "photos:$BSD=0.7,$URBAN=0.3" --out "$RUNS/dncnn" \
+        --init "$V4/dncnn.pt" --epochs "${DNCNN_EPOCHS:-40}" --batch-size 32 --patch 50 --lr 1e-4 \
+        --plateau-patience 3 --min-scale 0.7 --sigma 0,55 --clean-fraction 0.05 --blurry-fraction 0.2 \
+        --colour-augment 0.2 >>"$LOGS/dncnn.log" 2>&1 &
+    # UNet: street scenes first; half the blurs real kernels, 20% non-uniform, 10% of inputs left sharp.
+    "$PY" -m helpers train unet "${COMMON[@]}" --data "photos:$BSD=0.4,$URBAN=0.6" --out "$RUNS/unet" \
+        --init "$V4/unet.pt" --epochs "${UNET_EPOCHS:-40}" --batch-size 4 --patch 128 --lr 2e-4 \
+        --plateau-patience 3 --kernel-fraction 0.5 --nonuniform-fraction 0.2 --sharp-fraction 0.1 \
+        --colour-augment 0.2 >>"$LOGS/unet.log" 2>&1 &
+    # EDSR: low-res inputs made with area, antialiased bicubic and aliased OpenCV bicubic in equal shares.
+    "$PY" -m helpers train edsr "${COMMON[@]}" --data "photos:$BSD=0.5,$URBAN=0.5" --out "$RUNS/edsr" \
+        --init "$V4/edsr.pt" --epochs "${EDSR_EPOCHS:-40}" --batch-size 8 --patch 48 --lr 2e-4 \
+        --plateau-patience 3 --downscale-kernels area,bicubic,opencv-bicubic >>"$LOGS/edsr.log" 2>&1 &
     wait
 fi
 
@@ -57,12 +54,10 @@ from pathlib import Path
 from helpers.checkpoint import export_weights, load_checkpoint, load_model
 
 runs = Path(sys.argv[1])
-# The recoloured phases end at their lowest lr: their last.pt. Their validation crops (coffee and grass;
-# strong stored blur for the UNet) cannot show colour generalisation: the UNet's best.pt was epoch 6 of 53.
-for name, checkpoint in (("dncnn", "dncnn3/last.pt"), ("edsr", "edsr/best.pt"), ("unet", "unet3/last.pt")):
-    path = runs / checkpoint
+for name in ("dncnn", "unet", "edsr"):
+    path = runs / name / "best.pt"  # lowest loss on held-out photos with the training degradations
     history = load_checkpoint(path)["history"]
     export_weights(load_model(path, expected_name=name), Path("weights") / f"{name}.pt",
-                   history=history, source="demo: sample set, CPU (weights/README.md)")
+                   history=history, source="demo v5: BSD432 + Urban100 photos, CPU (weights/README.md)")
     print(f"weights/{name}.pt <- {path}: val PSNR {history['val_psnr'][-1]:.2f} dB after {len(history['val_psnr'])} epochs")
 PYTHON
