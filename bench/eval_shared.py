@@ -4,10 +4,15 @@ Not part of ``make bench`` or the tests (the images are not in the repo). Tables
 Markdown, to ``--out``:
 
 - DnCNN on CBSD68 with Gaussian noise sigma 15 / 25 / 50 (unclipped-then-8-bit noisy input, fixed seed);
-- EDSR x2 on McMaster, Y channel, border 2 cropped, inputs downscaled bicubically (the SR-table convention)
-  and with area averaging (how the training data is made);
+- EDSR x2 on McMaster, Y channel, border 2 cropped, inputs downscaled with antialiased bicubic (the SR-table
+  convention), area averaging, and OpenCV's aliased INTER_CUBIC;
 - the whole cascade on McMaster with synthetic GOPRO-style blur: sharp 500x500 image -> motion blur ->
   2x area downscale -> cascade -> compared with the sharp image, beside bicubic and bicubic + unsharp;
+- the same with the 8 real camera-shake kernels of Levin et al. (``--kernels``; image i gets kernel i mod 8,
+  at its own size on the 500x500 image, convolved in linear light). The kernels are also a training
+  augmentation (rotated, flipped, rescaled); the photos are not;
+- the cascade on clean McMaster photos (2x area downscale only): what the denoising and deblurring stages
+  cost on an image that needs no repair, against EDSR alone;
 - the real blurry GOPRO-type frames (no ground truth): a grid of blurry input, bicubic, ours and
   DeepDeblur's published output, for a look by eye.
 
@@ -18,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from helpers.checkpoint import load_model
-from helpers.degrade import downscale, motion_blur
+from helpers.data import load_blur_kernels
+from helpers.degrade import downscale, kernel_blur, motion_blur
 from helpers.evaluate import (
     evaluate_cascade, evaluate_denoising, evaluate_super_resolution, format_table, upscale_bicubic,
 )
@@ -31,21 +38,26 @@ from helpers.pipeline import DEFAULT_WEIGHTS_DIR, Restorer
 from helpers.viz import image_grid
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval"
+DEFAULT_KERNELS = DEFAULT_ROOT.parent / "train" / "kernels" / "levin09.npz"
 
 
 def _images(folder: Path) -> dict[str, np.ndarray]:
     return {path.stem: read_image(path) for path in list_images(folder)}
 
 
-def _blurred_pairs(images: dict[str, np.ndarray], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(2x-downscaled synthetic motion blur, sharp) pairs; the blur extent is GOPRO's 2.5% of the long side."""
+def _degraded_pairs(images: dict[str, np.ndarray], blur: Callable[[np.ndarray, int], np.ndarray] | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(2x area-downscaled ``blur(image, index)`` or clean image, sharp image) pairs, 8-bit."""
     pairs = []
     for index, image in enumerate(images.values()):
         image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
-        rng = np.random.default_rng([seed, index])
-        blurred = motion_blur(float_image(image), rng, max_shift=0.025 * max(image.shape[:2]))
-        pairs.append((uint8_image(downscale(blurred, 2)), image))
+        degraded = float_image(image) if blur is None else blur(float_image(image), index)
+        pairs.append((uint8_image(downscale(degraded, 2)), image))
     return pairs
+
+
+def _synthetic_blur(image: np.ndarray, index: int, seed: int = 0) -> np.ndarray:
+    """GOPRO-style motion blur of extent 2.5% of the long side, seeded per image."""
+    return motion_blur(image, np.random.default_rng([seed, index]), max_shift=0.025 * max(image.shape[:2]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR)
     parser.add_argument("--out", type=Path, default=Path("outputs/eval_shared"))
-    parser.add_argument("--only", default="denoise,sr,cascade,real", help="comma-separated subset")
+    parser.add_argument("--kernels", type=Path, default=DEFAULT_KERNELS, help="real blur kernels (.npz) for the kernel row")
+    parser.add_argument("--only", default="denoise,sr,cascade,kernels,clean,real", help="comma-separated subset")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(","))
@@ -70,13 +83,27 @@ def main(argv: list[str] | None = None) -> int:
             section(f"DnCNN, CBSD68, sigma {sigma}", evaluate_denoising(dncnn, cbsd68, sigma=sigma, seed=0).table)
     if "sr" in only:
         edsr, mcmaster = load_model(args.weights / "edsr.pt", "edsr"), _images(args.root / "McMaster")
-        for method in ("bicubic", "area"):
+        for method in ("bicubic", "area", "opencv-bicubic"):
             evaluation = evaluate_super_resolution(edsr, mcmaster, scale=2, y_channel=True, crop_border=2, downscale_method=method)
             section(f"EDSR x2, McMaster, {method} downscaling, Y channel, border 2", evaluation.table)
     if "cascade" in only:
         restorer = Restorer.from_weights(args.weights)
-        evaluation = evaluate_cascade(restorer, _blurred_pairs(_images(args.root / "McMaster")), y_channel=True)
+        evaluation = evaluate_cascade(restorer, _degraded_pairs(_images(args.root / "McMaster"), _synthetic_blur), y_channel=True)
         section("Cascade, McMaster with synthetic GOPRO-style blur, 2x (250x250 -> 500x500)", evaluation.table)
+    if "kernels" in only:
+        kernels = load_blur_kernels(args.kernels)
+        pairs = _degraded_pairs(_images(args.root / "McMaster"), lambda image, i: kernel_blur(image, kernels[i % len(kernels)]))
+        evaluation = evaluate_cascade(Restorer.from_weights(args.weights), pairs, y_channel=True)
+        section("Cascade, McMaster blurred with the 8 real kernels of Levin et al., 2x (250x250 -> 500x500)", evaluation.table)
+    if "clean" in only:
+        pairs = _degraded_pairs(_images(args.root / "McMaster"), None)
+        full = evaluate_cascade(Restorer.from_weights(args.weights, stages=("dncnn", "unet", "edsr")), pairs, y_channel=True)
+        alone = evaluate_cascade(Restorer.from_weights(args.weights, stages=("edsr",)), pairs, y_channel=True)
+        section("Cascade without unsharp, clean McMaster (no blur, no noise), 2x", full.table)
+        edsr_alone, edsr_after = (next(row["psnr"] for row in e.table if row["method"] == "+ EDSR") for e in (alone, full))
+        line = f"DnCNN + UNet cost on clean photos: {edsr_alone - edsr_after:+.3f} dB RGB (EDSR alone {edsr_alone:.2f} dB)"
+        print(line, flush=True)
+        report.append(line + "\n")
     if "real" in only:
         restorer = Restorer.from_weights(args.weights)
         rows, titles = [], []

@@ -157,8 +157,9 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--y-channel", action="store_true", help="also report PSNR/SSIM on the Y channel")
     parser.add_argument("--sigma", type=float, default=25.0, help="denoise: noise level on the 0-255 scale")
     parser.add_argument("--scale", type=int, default=2, help="sr: upscaling factor")
-    parser.add_argument("--downscale", default="area", choices=["area", "bicubic"],
-                        help="sr: how the low-res input is made (area: like the training data; bicubic: like published tables)")
+    parser.add_argument("--downscale", default="area", choices=["area", "bicubic", "opencv-bicubic"],
+                        help="sr: how the low-res input is made (area: like the sample set's frames; bicubic: antialiased, "
+                             "like published tables; opencv-bicubic: cv2.INTER_CUBIC, aliased)")
     parser.add_argument("--seed", type=int, default=0, help="denoise/deblur: seed of the synthetic degradation")
     _add_device(parser)
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .degrade import add_gaussian_noise, downscale, motion_blur
+from .degrade import add_gaussian_noise, downscale_with, motion_blur
 from .inference import pick_device, prepare_for_inference
 from .io import (
     atomic_path,
@@ -333,17 +333,10 @@ def _crop_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def _downscale_uint8(image: np.ndarray, scale: int, method: str) -> np.ndarray:
-    """Low-resolution input: "area" = the training data's antialiased downscale (helpers.degrade), or
-    "bicubic" = antialiased bicubic (torch, close to MATLAB imresize: the published SR tables' input)."""
-    if method == "area":
-        return uint8_image(downscale(float_image(image), scale))
-    if method == "bicubic":
-        height, width = image.shape[0] // scale, image.shape[1] // scale
-        tensor = torch.nn.functional.interpolate(
-            image_to_tensor(image), size=(height, width), mode="bicubic", align_corners=False, antialias=True
-        )
-        return tensor_to_image(tensor.clamp_(0, 1))[0]
-    raise ValueError(f"downscale method: expected 'area' or 'bicubic', received {method!r}")
+    """Low-resolution input made with one of ``helpers.degrade.DOWNSCALE_KERNELS``: "area" (the sample set's
+    frames), "bicubic" (antialiased, close to MATLAB imresize: the published SR tables' input) or
+    "opencv-bicubic" (cv2.INTER_CUBIC without antialiasing: aliased, as many user pipelines shrink)."""
+    return uint8_image(downscale_with(float_image(image), scale, method))
 
 
 def evaluate_super_resolution(
@@ -360,7 +353,8 @@ def evaluate_super_resolution(
     """Super-resolution (e.g. McMaster x2): HR image (cropped to a multiple of ``scale``) -> downscaled input
     -> model, against bicubic upscaling. SR convention by default: Y channel, ``crop_border = scale``.
 
-    ``downscale_method``: "area" (how the training data is made) or "bicubic" (published tables' input).
+    ``downscale_method``: "area" (the sample set's frames), "bicubic" (published tables' input) or
+    "opencv-bicubic" (aliased; see ``_downscale_uint8``).
     """
     crop_border = scale if crop_border is None else crop_border
 

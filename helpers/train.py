@@ -612,7 +612,7 @@ def _training_only_options(args: argparse.Namespace) -> dict[str, Any]:
 
 PHOTOS_PREFIX = "photos:"
 PHOTO_VAL_FRACTION, PAIR_VAL_FRACTION = 0.05, 0.2
-CASCADE_VAL_ITEMS, CASCADE_VAL_PATCH = 8, 128  # held-out cascade crops (low-res side) validated after every epoch
+CASCADE_VAL_ITEMS = 8  # held-out cascade crops (of the validation patch size) validated after every epoch
 
 
 def _val_fraction(args: argparse.Namespace) -> float:
@@ -667,7 +667,7 @@ def _photo_datasets(args: argparse.Namespace, patch: int, world_size: int) -> tu
     return train, val
 
 
-def _cascade_validation(args: argparse.Namespace) -> Callable[[nn.Module], float] | None:
+def _cascade_validation(args: argparse.Namespace, patch: int) -> Callable[[nn.Module], float] | None:
     """For a photos: source: the cascade's PSNR on fixed held-out crops with the network in training swapped in.
 
     The other stages come from ``--cascade-weights`` (default: the bundled weights); the crops are
@@ -681,7 +681,7 @@ def _cascade_validation(args: argparse.Namespace) -> Callable[[nn.Module], float
         return None
     others = {stage: load_model(weights / f"{stage}.pt", expected_name=stage) for stage in NETWORK_STAGES if stage != args.model}
     _, val_photos = _photo_libraries(args)
-    crops = build_photo_dataset("pipeline", val_photos, patch_size=CASCADE_VAL_PATCH, length=CASCADE_VAL_ITEMS,
+    crops = build_photo_dataset("pipeline", val_photos, patch_size=args.val_patch or patch, length=CASCADE_VAL_ITEMS,
                                 seed=args.seed, min_scale=args.min_scale, degradations=_photo_degradations(args, False))
     inputs, targets = (torch.stack(tensors) for tensors in zip(*(crops[i] for i in range(len(crops)))))
 
@@ -749,7 +749,7 @@ def train_command(args: argparse.Namespace) -> int:
             _seed_everything(args.seed)
             model = load_model(args.init, expected_name=args.model) if args.init else build_model(args.model)
             fit(model, train_data, val_data, build_loss(config.loss), config=config, checkpoint_dir=args.out,
-                resume=args.resume, device=device, cascade_validation=_cascade_validation(args))
+                resume=args.resume, device=device, cascade_validation=_cascade_validation(args, patch))
     except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

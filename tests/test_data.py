@@ -415,3 +415,146 @@ def test_synthetic_blur_extents_range_from_slight_to_gopro_strong(gopro_root: Pa
     strongest = data.SYNTHETIC_BLUR_SHIFT
     assert all(data.SYNTHETIC_BLUR_SMALLEST * strongest <= extent <= strongest for extent in extents)
     assert min(extents) < 0.4 * strongest and max(extents) > 0.85 * strongest
+
+
+# ----------------------------------------------------------------------------- native-resolution photographs
+
+
+def write_photos(folder: Path, count: int, colour: tuple[int, int, int] | None = None, size: tuple[int, int] = (150, 110)) -> Path:
+    """``count`` photos of ``size`` (width, height): crops of astronaut, or solid ``colour``."""
+    import skimage.data
+
+    astronaut = skimage.data.astronaut()
+    width, height = size
+    for index in range(count):
+        photo = np.full((height, width, 3), colour, np.uint8) if colour else astronaut[7 * index : 7 * index + height, : width]
+        write_image(folder / f"photo{index:03d}.png", np.ascontiguousarray(photo))
+    return folder
+
+
+def library(tmp_path: Path, split: str = "train", **options) -> data.PhotoLibrary:
+    return data.PhotoLibrary([data.PhotoFolder(write_photos(tmp_path / "photos", 6))], split, **options)
+
+
+def test_photo_folders_parse_shares_and_refuse_bad_ones(tmp_path: Path) -> None:
+    first, second = write_photos(tmp_path / "a", 1), write_photos(tmp_path / "b", 1)
+    folders = data.parse_photo_folders(f"{first}=0.7,{second}")
+    assert [(f.path, f.share) for f in folders] == [(first, 0.7), (second, 1.0)]
+    with pytest.raises(ValueError, match="must be positive"):
+        data.parse_photo_folders(f"{first}=0")
+    with pytest.raises(ValueError, match="must be a number"):
+        data.parse_photo_folders(f"{first}=lots")
+    with pytest.raises(FileNotFoundError, match="nowhere: photo folder not found"):
+        data.parse_photo_folders("nowhere")
+
+
+def test_photo_split_holds_out_whole_photos_by_seed(tmp_path: Path) -> None:
+    folder = write_photos(tmp_path / "photos", 20)
+    train, val = data.split_photos(data.list_images(folder), 0.1, seed=3)
+    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 20
+    assert data.split_photos(data.list_images(folder), 0.1, seed=3) == (train, val)
+    assert data.split_photos(data.list_images(folder), 0.1, seed=4)[1] != val
+
+
+def test_photo_patches_are_native_resolution_crops(tmp_path: Path) -> None:
+    """With min_scale 1 a high-res target is an exact crop of a photo: nothing resized, nothing upscaled."""
+    photos = library(tmp_path, val_fraction=0.0)
+    dataset = data.PhotoSuperResolutionDataset(photos, patch_size=24, length=8, augment=False, min_scale=1.0,
+                                               degradations=data.PhotoDegradations(downscale_kernels=("area",)))
+    originals = [read_image(path) for path in photos.groups[0]]
+    for index in range(len(dataset)):
+        low, high = dataset[index]
+        target = np.rint(high.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        found = [cv2_match(photo, target) for photo in originals]
+        assert any(found), f"item {index} is not an exact crop of any photo"
+        expected_low = data.quantize(data.downscale_with(high.permute(1, 2, 0).numpy(), 2, "area"))
+        assert torch.allclose(low, torch.from_numpy(expected_low).permute(2, 0, 1), atol=1e-6)
+
+
+def cv2_match(photo: np.ndarray, patch: np.ndarray) -> bool:
+    import cv2
+
+    scores = cv2.matchTemplate(photo.astype(np.float32), patch.astype(np.float32), cv2.TM_SQDIFF)
+    top, left = np.unravel_index(np.argmin(scores), scores.shape)  # best match, then checked exactly
+    return bool(np.array_equal(photo[top : top + patch.shape[0], left : left + patch.shape[1]], patch))
+
+
+def test_photos_too_small_for_a_patch_are_never_enlarged(tmp_path: Path) -> None:
+    photos = library(tmp_path, val_fraction=0.0)  # 150x110 photos
+    dataset = data.PhotoSuperResolutionDataset(photos, patch_size=60, length=2)  # needs 120x120
+    with pytest.raises(ValueError, match="no readable photo of at least 120x120"):
+        dataset[0]
+
+
+def test_photo_folders_are_drawn_by_share(tmp_path: Path) -> None:
+    red, blue = write_photos(tmp_path / "red", 3, (255, 0, 0)), write_photos(tmp_path / "blue", 3, (0, 0, 255))
+    photos = data.PhotoLibrary([data.PhotoFolder(red, 4.0), data.PhotoFolder(blue, 1.0)], "train", val_fraction=0.0)
+    dataset = data.PhotoSuperResolutionDataset(photos, patch_size=16, length=400)
+    red_share = np.mean([float(dataset[i][1][0].mean()) > 0.5 for i in range(len(dataset))])
+    assert red_share == pytest.approx(0.8, abs=0.06)  # binomial sd 0.02
+
+
+def test_photo_items_are_seeded_per_epoch_and_validation_stays_fixed(tmp_path: Path) -> None:
+    photos = library(tmp_path)
+    degradations = data.PhotoDegradations(sigma=(0, 50))
+    dataset = data.PhotoDenoiseDataset(photos, patch_size=32, length=4, seed=1, degradations=degradations)
+    again = data.PhotoDenoiseDataset(photos, patch_size=32, length=4, seed=1, degradations=degradations)
+    assert all(torch.equal(a, b) for i in range(4) for a, b in zip(dataset[i], again[i]))
+    first = dataset[0][0]
+    dataset.set_epoch(1)
+    assert not torch.equal(first, dataset[0][0])
+    loader = DataLoader(again, batch_size=2, num_workers=2)  # same items in worker processes
+    assert torch.equal(next(iter(loader))[0][0], first)
+
+
+def test_unreadable_photos_are_skipped_with_a_count(tmp_path: Path) -> None:
+    folder = write_photos(tmp_path / "photos", 2)
+    (folder / "broken.png").write_bytes(b"not a png")
+    photos = data.PhotoLibrary([data.PhotoFolder(folder)], "train", val_fraction=0.0)
+    dataset = data.PhotoDeblurDataset(photos, patch_size=32, length=30)
+    with pytest.warns(UserWarning, match=r"skipping unreadable photo \(1 so far\).*broken.png"):
+        items = [dataset[i] for i in range(len(dataset))]
+    assert photos.skipped == 1 and len(items) == 30
+
+
+def test_photo_noise_has_its_sigma_and_clean_fraction_leaves_patches_clean(tmp_path: Path) -> None:
+    photos = data.PhotoLibrary([data.PhotoFolder(write_photos(tmp_path / "grey", 2, (128, 128, 128)))], "train", val_fraction=0.0)
+    noisy = data.PhotoDenoiseDataset(photos, patch_size=64, length=4, degradations=data.PhotoDegradations(sigma=20.0))
+    residual = torch.stack([noisy[i][0] - noisy[i][1] for i in range(4)])
+    assert residual.std().item() * 255 == pytest.approx(20.0, rel=0.03)
+    assert torch.allclose(noisy[0][0] * 255, torch.round(noisy[0][0] * 255), atol=1e-3)  # 8-bit levels
+    clean = data.PhotoDenoiseDataset(photos, patch_size=64, length=4,
+                                     degradations=data.PhotoDegradations(sigma=20.0, clean_fraction=1.0))
+    assert all(torch.equal(*clean[i]) for i in range(4))
+
+
+def test_deblur_patches_are_blurred_by_real_or_synthetic_kernels_unless_kept_sharp(tmp_path: Path) -> None:
+    photos = library(tmp_path, val_fraction=0.0)
+    line = np.ones((1, 15), np.float32)
+
+    def items(**options) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        dataset = data.PhotoDeblurDataset(photos, patch_size=48, length=6, degradations=data.PhotoDegradations(**options))
+        return [dataset[i] for i in range(len(dataset))]
+
+    for blurry, sharp in items(sharp_fraction=1.0):
+        assert torch.allclose(blurry, torch.round(sharp * 255) / 255, atol=1e-6)
+    synthetic, real = items(), items(kernels=[line], kernel_fraction=1.0)
+    for (blurry, sharp), (real_blurry, real_sharp) in zip(synthetic, real):
+        assert torch.equal(sharp, real_sharp) and not torch.equal(blurry, real_blurry)
+        for image in (blurry, real_blurry):  # blur removes fine detail: lower high-frequency energy
+            assert image.diff(dim=-1).abs().mean() < sharp.diff(dim=-1).abs().mean()
+
+
+def test_cascade_items_are_degraded_in_the_cascades_order(tmp_path: Path) -> None:
+    photos = library(tmp_path, val_fraction=0.0)
+    degradations = data.PhotoDegradations(sigma=15.0, downscale_kernels=("bicubic",))
+    dataset = data.PhotoCascadeDataset(photos, patch_size=20, length=3, intermediates=True, degradations=degradations)
+    for index in range(len(dataset)):
+        noisy, sharp, blurry_low, sharp_low = dataset[index]
+        assert noisy.shape == blurry_low.shape == sharp_low.shape == (3, 20, 20) and sharp.shape == (3, 40, 40)
+        expected_sharp_low = data.downscale_with(sharp.permute(1, 2, 0).numpy(), 2, "bicubic")
+        assert torch.allclose(sharp_low, torch.from_numpy(expected_sharp_low).permute(2, 0, 1), atol=1e-6)
+        assert (noisy - blurry_low).std().item() * 255 == pytest.approx(15.0, rel=0.25)
+        detail = [image.diff(dim=-1).abs().mean() + image.diff(dim=-2).abs().mean() for image in (blurry_low, sharp_low)]
+        assert detail[0] < 0.9 * detail[1]  # blurred before the downscale
+    assert len(dataset[0]) == 4 and len(data.PhotoCascadeDataset(photos, patch_size=20, length=1)[0]) == 2

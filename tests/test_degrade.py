@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import kornia.color
 import numpy as np
 import pytest
@@ -150,3 +151,69 @@ def test_geometric_functions_keep_uint8() -> None:
     assert np.abs(small - reference).max() <= 0.5 + 1e-9  # rounded area mean
     enlarged = degrade.resize_to_frame(image, 1280, 720)
     assert enlarged.dtype == np.uint8 and enlarged.shape == (720, 1280, 3)
+
+
+# ----------------------------------------------------------------------------- downscale kernels, real kernels
+
+
+def test_downscale_kernels_match_their_references(astronaut: np.ndarray) -> None:
+    from PIL import Image
+
+    image = astronaut[:256, :256]
+    assert np.array_equal(degrade.downscale_with(image, 2, "area"), degrade.downscale(image, 2, "area"))
+    # Antialiased bicubic is PIL's (and MATLAB's) kernel widened by the factor; OpenCV's INTER_CUBIC is not.
+    pil = np.asarray(Image.fromarray((image * 255).round().astype(np.uint8)).resize((128, 128), Image.BICUBIC)) / 255.0
+    assert np.abs(degrade.downscale_with(image, 2, "bicubic") - pil).max() < 2.5 / 255
+    opencv = cv2.resize(image, (128, 128), interpolation=cv2.INTER_CUBIC)
+    assert np.allclose(degrade.downscale_with(image, 2, "opencv-bicubic"), np.clip(opencv, 0, 1))
+    with pytest.raises(ValueError, match="unknown downscale kernel 'lanczos'"):
+        degrade.downscale_with(image, 2, "lanczos")
+
+
+def test_only_opencv_bicubic_aliases_fine_stripes() -> None:
+    """Stripes of period 3 px shrunk 2x: antialiased kernels blur them away, INTER_CUBIC folds them into false stripes."""
+    stripes = np.repeat(np.repeat((np.arange(96) % 3 == 0).astype(np.float32)[None, :, None], 96, 0), 3, 2)
+    contrast = {kernel: float(np.ptp(degrade.downscale_with(stripes, 2, kernel)[10:-10, 10:-10]))
+                for kernel in degrade.DOWNSCALE_KERNELS}
+    assert contrast["opencv-bicubic"] > 0.55 and contrast["bicubic"] < 0.25  # measured 0.59 and 0.16
+    assert contrast["area"] < contrast["opencv-bicubic"]  # a box filter only halves them
+
+
+def test_kernel_blur_by_a_shifted_delta_shifts_the_image(astronaut: np.ndarray) -> None:
+    kernel = np.zeros((5, 5), np.float32)
+    kernel[2, 4] = 1.0  # convolution: the image moves 2 px right
+    shifted = degrade.kernel_blur(astronaut, kernel)
+    assert np.abs(shifted[:, 2:] - astronaut[:, :-2]).max() < 1e-4
+
+
+def test_transformed_kernels_are_normalised_sized_and_vary_per_seed() -> None:
+    line = np.zeros((15, 15), np.float32)
+    line[7, :] = 1.0  # horizontal motion of 15 px
+    for size in (5.0, 12.0, 30.0):
+        kernel = degrade.transform_kernel(line, np.random.default_rng(0), size)
+        assert kernel.min() >= 0 and kernel.sum() == pytest.approx(1.0, abs=1e-5)
+        assert max(kernel.shape) == round(size)
+    shapes = {degrade.transform_kernel(line, np.random.default_rng(seed), 15).shape for seed in range(6)}
+    assert len(shapes) > 1  # rotated: the line's bounding box changes with the angle
+    with pytest.raises(ValueError, match="2-D blur kernel"):
+        degrade.transform_kernel(np.zeros((3, 3)), np.random.default_rng(0), 5)
+
+
+def test_random_blur_is_deterministic_and_nonuniform_blends_two_blurs(astronaut: np.ndarray) -> None:
+    image = astronaut[:128, :128]
+    kernels = [np.ones((1, 9), np.float32) / 9]
+    first = degrade.random_blur(image, np.random.default_rng(1), 12, kernels, kernel_fraction=1.0)
+    assert np.array_equal(first, degrade.random_blur(image, np.random.default_rng(1), 12, kernels, kernel_fraction=1.0))
+    assert not np.array_equal(first, degrade.random_blur(image, np.random.default_rng(2), 12, kernels, kernel_fraction=1.0))
+    # A non-uniform blur is the first blur at one end of a random direction and the second at the other.
+    mixed = degrade.random_blur(image, np.random.default_rng(5), 12, nonuniform_fraction=1.0)
+    rng = np.random.default_rng(5)
+    rng.random()  # the draw that chose a non-uniform blur
+    blurs = [degrade.motion_blur(image, rng, max_shift=12 * rng.uniform(0.25, 1.0)) for _ in range(2)]
+    angle = rng.uniform(0, 2 * np.pi)
+    rows, cols = np.mgrid[0:128, 0:128]
+    along = (cols - 64) * np.cos(angle) + (rows - 64) * np.sin(angle)
+    assert (along > 64).sum() > 100 and (along < -64).sum() > 100  # this seed's direction leaves both ends
+    assert np.allclose(mixed[along > 64], blurs[0][along > 64], atol=1e-6)
+    assert np.allclose(mixed[along < -64], blurs[1][along < -64], atol=1e-6)
+    assert not np.allclose(blurs[0], blurs[1], atol=0.02)

@@ -370,3 +370,44 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     _set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     actual = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1]) and expected[2] == actual[2]
+
+
+# ----------------------------------------------------------------------------- photos: sources
+
+
+def test_photos_source_trains_with_held_out_photos_and_validates_the_cascade(tmp_path, capsys):
+    from helpers.data import PhotoDegradations, PhotoLibrary, build_photo_dataset, parse_photo_folders
+    from helpers.pipeline import Restorer
+    from tests.test_data import write_photos
+
+    folder = write_photos(tmp_path / "photos", 8)
+    weights = tmp_path / "cascade_weights"
+    torch.manual_seed(0)
+    for name, network in {"dncnn": DnCNN(depth=3, channels=8), "unet": UNet(base_channels=8, depth=2),
+                          "edsr": EDSR(num_blocks=1, channels=8)}.items():
+        export_weights(network, weights / f"{name}.pt", half=False)
+    out = tmp_path / "run"
+    args = ["train", "unet", "--data", f"photos:{folder}", "--out", str(out), "--epochs", "1", "--steps-per-epoch", "2",
+            "--batch-size", "2", "--patch", "32", "--val-patch", "24", "--val-items", "3", "--init", str(weights / "unet.pt"),
+            "--cascade-weights", str(weights), "--sharp-fraction", "0.25"]
+    assert main(args) == 0
+    assert "cascade PSNR" in capsys.readouterr().out
+    state = load_checkpoint(out / "last.pt")
+    assert state["config"]["data"]["val_fraction"] == 0.05 and state["config"]["data"]["sharp_fraction"] == 0.25
+    recorded = state["history"]["cascade_psnr"][-1]
+
+    # The same number from the trained network, the other stages' files and the held-out crops (skimage PSNR).
+    validation = PhotoLibrary(parse_photo_folders(str(folder)), "val", 0.05, seed=0)
+    assert len(validation) == 1  # one of the 8 photos held out
+    degradations = PhotoDegradations(sharp_fraction=0.25, nonuniform_fraction=0.2)  # the CLI's defaults but one
+    crops = build_photo_dataset("pipeline", validation, patch_size=24, length=8, seed=0, degradations=degradations)
+    models = {name: load_model(weights / f"{name}.pt") for name in ("dncnn", "edsr")} | {"unet": load_model(out / "last.pt")}
+    restorer = Restorer(models, device="cpu", fp32=True)
+    scores = []
+    for noisy, sharp in (crops[i] for i in range(len(crops))):
+        restored = restorer.restore_tensor(noisy[None])[0].permute(1, 2, 0).numpy()
+        scores.append(peak_signal_noise_ratio(sharp.permute(1, 2, 0).numpy(), restored, data_range=1.0))
+    assert recorded == pytest.approx(np.mean(scores), abs=0.01)
+
+    assert main([*args, "--cascade-weights", "none", "--out", str(tmp_path / "no_cascade")]) == 0
+    assert math.isnan(load_checkpoint(tmp_path / "no_cascade" / "last.pt")["history"]["cascade_psnr"][-1])
