@@ -631,14 +631,15 @@ def _photo_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _photo_degradations(args: argparse.Namespace, training: bool) -> Any:
-    """The on-the-fly degradations of a photos: source; validation gets the same distribution (fixed by seed)."""
+    """The on-the-fly degradations of a photos: source; validation gets the same distribution (fixed by seed)
+    except the training-only shares of untouched patches (``--clean-fraction``, ``--sharp-fraction``)."""
     from .data import PhotoDegradations, load_blur_kernels
 
     return PhotoDegradations(
         sigma=args.sigma,
         clean_fraction=args.clean_fraction if training else 0.0,
         blurry_fraction=args.blurry_fraction,
-        sharp_fraction=args.sharp_fraction,
+        sharp_fraction=args.sharp_fraction if training else 0.0,  # validation: every input needs repair (finite PSNR)
         kernels=load_blur_kernels(args.kernels) if args.kernels else (),
         kernel_fraction=args.kernel_fraction,
         nonuniform_fraction=args.nonuniform_fraction,
