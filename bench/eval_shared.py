@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR)
     parser.add_argument("--out", type=Path, default=Path("outputs/eval_shared"))
+    parser.add_argument("--sigmas", default="15,25,50", help="denoise: comma-separated noise levels (0-255 scale)")
     parser.add_argument("--kernels", type=Path, default=DEFAULT_KERNELS, help="real blur kernels (.npz) for the kernel row")
     parser.add_argument("--only", default="denoise,sr,cascade,kernels,clean,real", help="comma-separated subset")
     args = parser.parse_args(argv)
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if "denoise" in only:
         dncnn, cbsd68 = load_model(args.weights / "dncnn.pt", "dncnn"), _images(args.root / "CBSD68")
-        for sigma in (15, 25, 50):
-            section(f"DnCNN, CBSD68, sigma {sigma}", evaluate_denoising(dncnn, cbsd68, sigma=sigma, seed=0).table)
+        for sigma in (float(value) for value in args.sigmas.split(",")):
+            section(f"DnCNN, CBSD68, sigma {sigma:g}", evaluate_denoising(dncnn, cbsd68, sigma=sigma, seed=0).table)
     if "sr" in only:
         edsr, mcmaster = load_model(args.weights / "edsr.pt", "edsr"), _images(args.root / "McMaster")
         for method in ("bicubic", "area", "opencv-bicubic"):
