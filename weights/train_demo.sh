@@ -9,16 +9,19 @@
 # run the script again after an interruption and every run resumes from its last.pt; delete that folder to
 # restart from nothing.
 # Usage: nohup bash weights/train_demo.sh &        bash weights/train_demo.sh export   (export only)
-# V4_WEIGHTS=DIR: where the v4 starting weights are (default: weights/ of this checkout; `git show 9ab5bce:weights/...`).
+# The starting points are the v4 files, taken from git history (commit 60cb2c2) into $RUNS/v4_weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 CACHE=${IMAGE_REPAIR_CACHE:-$HOME/.cache/image-repair-and-restoration}
 RUNS=$CACHE/demo_training_v5
 LOGS=$RUNS/logs
-V4=${V4_WEIGHTS:-weights}
+V4=$RUNS/v4_weights
 TRAIN=${TRAIN_DATA:-../shared/data/train}
-mkdir -p "$LOGS"
+mkdir -p "$LOGS" "$V4"
+for name in dncnn unet edsr; do
+    [ -s "$V4/$name.pt" ] || git show "60cb2c2:weights/$name.pt" > "$V4/$name.pt"
+done
 export TQDM_MININTERVAL=60  # progress bars refresh every minute in the logs
 # One thread per run, sleeping instead of spinning while waiting: three runs share two cores.
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
