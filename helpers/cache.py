@@ -21,7 +21,7 @@ from typing import BinaryIO, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from helpers.degrade import downscale, resize_to_frame
+from helpers.degrade import FrameFit, downscale, resize_to_frame
 from helpers.io import ImageReadError, read_image
 
 FRAME_LONG, FRAME_SHORT = 640, 360  # network input frames: 640x360 landscape, 360x640 portrait
@@ -30,33 +30,34 @@ CACHE_VERSION = 1
 _BUILD_CHUNK = 16  # frames decoded concurrently while building; bounds memory use
 
 
-def load_frame(path: str | os.PathLike, scale: int) -> np.ndarray:
+def load_frame(path: str | os.PathLike, scale: int, fit: FrameFit = "crop") -> np.ndarray:
     """Read an image and preprocess it into a uint8 frame: scale 2 -> 1280x720, scale 1 -> 640x360.
 
     The 1280x720 frame is made first (``resize_to_frame``: centre crop to 16:9 or 9:16, portrait
     kept portrait) and the 640x360 frame is its antialiased 2x downscale, so low- and high-res
     frames of a photo always correspond exactly (what super-resolution training needs).
+    ``fit="whole"`` keeps the whole frame instead (long side 1280 / 640, aspect kept; RealBlur).
     """
     if scale not in (1, HIGH_RES_SCALE):
         raise ValueError(f"scale must be 1 (640x360) or {HIGH_RES_SCALE} (1280x720), got {scale}")
     # Resized as uint8 (OpenCV rounds): a float round trip would cost more than the PNG decode.
-    frame = resize_to_frame(read_image(path), FRAME_LONG * HIGH_RES_SCALE, FRAME_SHORT * HIGH_RES_SCALE)
+    frame = resize_to_frame(read_image(path), FRAME_LONG * HIGH_RES_SCALE, FRAME_SHORT * HIGH_RES_SCALE, fit)
     return frame if scale == HIGH_RES_SCALE else downscale(frame, HIGH_RES_SCALE // scale)
 
 
 class DecodedFrames:
     """Frames decoded from their files on every access. Unreadable files surface as ImageReadError."""
 
-    def __init__(self, files: Sequence[str | os.PathLike], scale: int) -> None:
+    def __init__(self, files: Sequence[str | os.PathLike], scale: int, fit: FrameFit = "crop") -> None:
         self.files = [Path(f) for f in files]
-        self.scale = scale
+        self.scale, self.fit = scale, fit
         self.readable = np.ones(len(self.files), dtype=bool)  # known only lazily, on access
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return load_frame(self.files[index], self.scale)
+        return load_frame(self.files[index], self.scale, self.fit)
 
 
 def default_cache_dir() -> Path:
@@ -75,7 +76,7 @@ class FrameCache:
     Layout: ``cache_dir/<name>-<hash of the file list>-x<scale>/`` holds one raw uint8 file per
     frame shape (``frames_640x360.u8``, ``frames_360x640.u8`` for portrait frames) and
     ``manifest.json`` (source files with sizes and mtimes, which array and row holds each frame,
-    array shapes). The build goes to a temporary folder renamed into place, manifest written last.
+    array shapes; ``fit`` as ``load_frame``'s, "whole" frames giving one array per frame size). The build goes to a temporary folder renamed into place, manifest written last.
     On opening, a changed source (size or mtime), a missing manifest, or a missing or wrong-sized
     array file triggers a rebuild with a warning; a cache is never used unchecked. Files that
     cannot be decoded are skipped with a warning and marked in ``readable``.
@@ -88,12 +89,14 @@ class FrameCache:
         cache_dir: str | os.PathLike,
         name: str = "frames",
         progress: bool = True,
+        fit: FrameFit = "crop",
     ) -> None:
         self.files = [Path(f).resolve() for f in files]
         if not self.files:
             raise ValueError("FrameCache needs at least one file")
-        self.scale = scale
-        key = hashlib.sha1("\n".join(map(str, self.files)).encode()).hexdigest()[:16]
+        self.scale, self.fit = scale, fit
+        listing = "\n".join(map(str, self.files)) + ("" if fit == "crop" else f"\nfit={fit}")
+        key = hashlib.sha1(listing.encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / f"{name}-{key}-x{scale}"
         problem = self._check()
         if problem is not None:
@@ -116,7 +119,7 @@ class FrameCache:
             return "has no manifest (missing or interrupted build)"
         try:
             manifest = json.loads(manifest_path.read_text())
-            if manifest.get("version") != CACHE_VERSION or manifest.get("scale") != self.scale:
+            if (manifest.get("version"), manifest.get("scale"), manifest.get("fit", "crop")) != (CACHE_VERSION, self.scale, self.fit):
                 return "was written by another version"
             recorded = [{k: frame[k] for k in ("path", "bytes", "mtime_ns")} for frame in manifest["frames"]]
             if recorded != [_file_signature(path) for path in self.files]:
@@ -141,7 +144,7 @@ class FrameCache:
 
             def decode(path: Path) -> np.ndarray | str:
                 try:
-                    return load_frame(path, self.scale)
+                    return load_frame(path, self.scale, self.fit)
                 except ImageReadError as error:
                     return str(error)
 
@@ -175,7 +178,7 @@ class FrameCache:
                     f"skipped {len(skipped)} of {len(self.files)} unreadable frames; first: {skipped[0]}",
                     stacklevel=3,
                 )
-            manifest = {"version": CACHE_VERSION, "scale": self.scale, "frames": frames, "arrays": arrays}
+            manifest = {"version": CACHE_VERSION, "scale": self.scale, "fit": self.fit, "frames": frames, "arrays": arrays}
             (temp / "manifest.json").write_text(json.dumps(manifest))
             if self.path.exists():
                 shutil.rmtree(self.path)

@@ -35,6 +35,7 @@ from helpers.cache import (
 )
 from helpers.degrade import (
     DOWNSCALE_KERNELS,
+    FrameFit,
     add_gaussian_noise,
     downscale_with,
     motion_blur,
@@ -66,12 +67,17 @@ SYNTHETIC_BLUR_SMALLEST = 0.25
 
 @dataclass(frozen=True)
 class Pair:
-    """One training example on disk: the sharp frame, its blurry version, and its sequence (scene)."""
+    """One training example on disk: the sharp frame, its blurry version, and its sequence (scene).
+
+    ``fit`` is how its frames become network frames (``helpers.cache.load_frame``): "crop" to
+    16:9 (GOPRO and photos), or "whole" for frames of other shapes whose every pixel counts (RealBlur).
+    """
 
     name: str
     sharp: Path
     blurry: Path
     sequence: str
+    fit: FrameFit = "crop"
 
 
 class PairList(Sequence[Pair]):
@@ -130,7 +136,8 @@ class GoproPairs(PairList):
 class RealBlurPairs(PairList):
     """RealBlur-J from its list files ``root/RealBlur_J_{train,test}_list.txt`` ("gt_path blur_path" lines).
 
-    The sequence of a pair is its scene folder (``.../scene123/gt/gt_1.png`` -> ``scene123``).
+    The sequence of a pair is its scene folder (``.../scene123/gt/gt_1.png`` -> ``scene123``). Its
+    frames (about 680x773, portrait) are used whole (``fit="whole"``), not cropped to 9:16.
     """
 
     def __init__(self, root: str | os.PathLike, split: str) -> None:
@@ -148,7 +155,7 @@ class RealBlurPairs(PairList):
             sharp, blurry = self.root / fields[0], self.root / fields[1]
             missing += [str(p) for p in (sharp, blurry) if not p.is_file()]
             scene = Path(fields[0]).parent.parent.name or Path(fields[0]).parent.name
-            pairs.append(Pair(f"{scene}/{Path(fields[1]).stem}", sharp, blurry, scene))
+            pairs.append(Pair(f"{scene}/{Path(fields[1]).stem}", sharp, blurry, scene, fit="whole"))
         if missing:
             raise FileNotFoundError(f"{list_file}: {len(missing)} listed files are missing, first: {missing[0]}")
         if not pairs:
@@ -405,11 +412,15 @@ class _Frames:
     def __init__(self, pairs: Sequence[Pair], views: Sequence[View], cache_dir: str | os.PathLike | None) -> None:
         if not pairs:
             raise ValueError("a dataset needs at least one pair")
+        fits = {pair.fit for pair in pairs}
+        if len(fits) > 1:
+            raise ValueError(f"pairs of one dataset must share a frame fit, got {sorted(fits)} (pass extra data as extra_pairs)")
+        fit = fits.pop()
         self.stores = {}
         for role, scale in dict.fromkeys(views):
             files = [getattr(pair, role) for pair in pairs]
             self.stores[role, scale] = (
-                DecodedFrames(files, scale) if cache_dir is None else FrameCache(files, scale, cache_dir, role)
+                DecodedFrames(files, scale, fit) if cache_dir is None else FrameCache(files, scale, cache_dir, role, fit=fit)
             )
         readable = np.logical_and.reduce([store.readable for store in self.stores.values()])
         self.indices = np.flatnonzero(readable)

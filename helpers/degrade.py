@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 ResizeMethod = Literal["area", "bicubic", "bilinear", "nearest", "lanczos"]
-FrameFit = Literal["crop", "stretch"]
+FrameFit = Literal["crop", "stretch", "whole"]
 
 _INTERPOLATION = {
     "area": cv2.INTER_AREA,
@@ -109,15 +109,20 @@ def resize_to_frame(
 
     ``fit="crop"`` (default) centre-crops to 16:9 / 9:16 first, so nothing is distorted but the
     edges of other aspect ratios are lost; ``fit="stretch"`` forces the aspect ratio like the seed
-    notebooks did (a 4:3 photo comes out squashed). GOPRO frames are already 16:9, where both agree.
+    notebooks did (a 4:3 photo comes out squashed); ``fit="whole"`` keeps every pixel and the aspect
+    ratio, the long side becoming ``long_side`` and the short side the nearest even number (training
+    patches are then cut from the whole frame). GOPRO frames are already 16:9, where all agree.
     Shrinking uses area averaging (antialiased), enlarging uses bicubic interpolation.
     """
     image = _check_image(image, allow_uint8=True)
     width, height = frame_size(image.shape[0], image.shape[1], long_side, short_side)
     if fit == "crop":
         image = crop_to_aspect(image, width, height)
+    elif fit == "whole":
+        factor = long_side / max(image.shape[:2])
+        width, height = (2 * max(1, round(side * factor / 2)) for side in (image.shape[1], image.shape[0]))
     elif fit != "stretch":
-        raise ValueError(f"unknown fit {fit!r}; choose 'crop' or 'stretch'")
+        raise ValueError(f"unknown fit {fit!r}; choose 'crop', 'stretch' or 'whole'")
     shrinking = image.shape[0] * image.shape[1] >= width * height
     return resize(image, width, height, "area" if shrinking else "bicubic")
 

@@ -78,11 +78,11 @@ def test_corrupt_cache_is_detected_and_rebuilt(sharp_files: list[Path], tmp_path
 def test_interrupted_build_leaves_no_cache(sharp_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def failing_load(path: Path, scale: int) -> np.ndarray:
+    def failing_load(path: Path, scale: int, fit: str = "crop") -> np.ndarray:
         calls.append(path)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return load_frame(path, scale)
+        return load_frame(path, scale, fit)
 
     monkeypatch.setattr("helpers.cache.load_frame", failing_load)
     with pytest.raises(KeyboardInterrupt):

@@ -28,7 +28,9 @@ from helpers.data import (
     resolve_source,
     split_by_sequence,
 )
+from helpers.degrade import resize
 from helpers.io import read_image, write_image
+from conftest import make_gopro_tree
 
 
 def solid(colour: int, width: int = 128, height: int = 72) -> np.ndarray:
@@ -74,6 +76,27 @@ def write_realblur(root: Path) -> Path:
             lines.append(f"RealBlur-J_ECC/{scene}/gt/gt_{number}.png RealBlur-J_ECC/{scene}/blur/blur_{number}.png")
     (root / "RealBlur_J_train_list.txt").write_text("\n".join(lines) + "\n\n")
     return root
+
+
+def test_realblur_frames_are_used_whole_with_every_training_scene(tmp_path: Path) -> None:
+    """RealBlur's portrait frames keep their edges (a 9:16 crop cut 36% of the pixels) and no scene is held out."""
+    root = write_realblur(tmp_path / "RealBlur")
+    portrait = np.full((386, 340, 3), 90, np.uint8)
+    portrait[:, :20] = (250, 0, 0)  # a red left edge: outside the centred 9:16 crop (217 of 340 columns)
+    write_image(root / "RealBlur-J_ECC/scene002/gt/gt_1.png", portrait)
+    write_image(root / "RealBlur-J_ECC/scene002/blur/blur_1.png", portrait)
+    pairs = data.pairs_for(f"realblur:{root}", "train", val_fraction=0.0)
+    assert len({pair.sequence for pair in pairs}) == 2 and all(pair.fit == "whole" for pair in pairs)
+    gopro_like = make_gopro_tree(tmp_path / "gopro", {"train": 1}, frames=1)
+    dataset = data.DeblurDataset(data.pairs_for(f"gopro:{gopro_like}", "train", 0.0), patch_size=64, extra_pairs=pairs,
+                                 extra_ratio=1.0, cache_dir=tmp_path / "cache")
+    frame = dataset.extra.get(pairs.index(next(p for p in pairs if p.name == "scene002/blur_1")), [("sharp", 1)])[0]
+    expected = resize(resize(portrait, 1128, 1280, "bicubic"), 564, 640)  # long side 1280, then the 2x downscale
+    assert frame.shape == (640, 564, 3)
+    np.testing.assert_allclose(frame.astype(int), expected.astype(int), atol=1)
+    assert tuple(frame[320, 0]) == (250, 0, 0)
+    with pytest.raises(ValueError, match="frame fit"):
+        data.DeblurDataset(list(pairs) + data.pairs_for(f"gopro:{gopro_like}", "train", 0.0), patch_size=32)
 
 
 def test_realblur_list_parsing_and_errors(tmp_path: Path) -> None:
