@@ -2,31 +2,30 @@
 # Download, verify and extract the GOPRO_Large and RealBlur deblurring datasets.
 # Usage: ./data_download.sh [gopro|realblur|all] [--dest DIR] [--archive PATH]  (see --help)
 #
-# Sources. Checked by searching public repositories and pages; the development
-# machine has no internet, so no URL below was actually fetched by this script's author.
+# Sources, each checked by searching public repositories and pages (this script's author had no
+# internet: no URL below was fetched by them). A source that fails or gives a bad archive is skipped.
 # GOPRO_Large.zip (about 8.8 GiB; 2103 train / 1111 test pairs per the author's README):
 #   1. https://huggingface.co/datasets/snah/GOPRO_Large/resolve/main/GOPRO_Large.zip
-#      Hugging Face account of the dataset author ("snah" also hosts snah/REDS and
-#      snah/REDS_VTSR, which seungjunnah.github.io links). This exact resolve URL is
-#      used by several independent public projects. Two of them pin sha256
+#      The dataset author's Hugging Face dataset, which the author's page
+#      (seungjunnah.github.io/Datasets/gopro) now lists as the official source. Several
+#      independent public projects use this exact URL; two pin sha256
 #      24532c036712515cf33803704421311c91f6a080e76049d7e5e7fd22389f128e (one at revision
-#      592978466ae510d2734b199cad2fc79a346bda1c). That digest comes from third parties
-#      and a Drive copy may differ byte-wise, so it is NOT enforced by default: set
-#      GOPRO_SHA256 to enforce it. One of those projects extracts "train/*" from this
-#      zip, so it may lack a GOPRO_Large/ top folder: both layouts are accepted.
-#   2. gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK: the Drive link on the stored snapshot
-#      of seungjunnah.github.io/Datasets/gopro (repo SeungjunNah/seungjunnah.github.io,
-#      Datasets/gopro.md). That snapshot does not list the HF mirror.
-#   3. gdrive:1H0PIXvJH4c40pk7ou6nAwoxuR4Qh_Sa2: the older Drive link in the author's
-#      SeungjunNah/DeepDeblur_release README, which also gives the pair counts.
-#   4. http://data.cv.snu.ac.kr:8008/webdav/dataset/GOPRO/GOPRO_Large.zip: the "SNU
-#      CVLab Server" link on the same gopro.md (plain http; may be unreachable).
-#   No exact byte size was found, so none is enforced.
-# RealBlur.tar.gz (about 12.2 GB):
-#   gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK is the file id that several public scripts
-#   download as RealBlur.tar.gz. NOT checked against cg.postech.ac.kr/research/realblur
-#   itself (that page is not in the searchable corpus). The rimchang/RealBlur README
-#   links a Drive folder (1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq) and cgdata.postech.ac.kr.
+#      592978466ae510d2734b199cad2fc79a346bda1c). That digest comes from third parties and
+#      a Drive copy may differ byte-wise, so it is NOT enforced by default: set GOPRO_SHA256
+#      to enforce it. The zip may lack a GOPRO_Large/ top folder: both layouts are accepted.
+#   2. gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK: the Google Drive file on the same page.
+#   The page withdrew the SNU CVLab server URL and the older Drive id (1H0PIX...) of the
+#   DeepDeblur_release README; neither is tried any more. No exact byte size is known.
+# RealBlur.tar.gz (about 12.2 GB), from the RealBlur authors (github.com/rimchang/RealBlur,
+# project page cg.postech.ac.kr/research/realblur):
+#   1. gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK: RealBlur.tar.gz in the authors' Google Drive
+#      folder 1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq (linked from their README); several public
+#      scripts download this id. The folder itself is offered below for a manual download.
+#   2. http://cg.postech.ac.kr/research/RealBlur/RealBlur.zip: the direct link of the
+#      authors' own download_dataset.sh (a zip: archives are recognised by their content,
+#      so zip and tar.gz both work for either dataset; plain http, may be unreachable).
+#   The README's current link, cgdata.postech.ac.kr/sharing/YhKdbtvD0, is a web page, not a
+#   file: it is offered for a manual download only.
 #   Layout, from public extraction scripts: no wrapping folder. The top level holds
 #   RealBlur-J_ECC_IMCORR_centroid_itensity_ref/sceneNNN/{gt,blur}/*.png,
 #   RealBlur-R_BM3D_ECC_IMCORR_centroid_itensity_ref/ and RealBlur_{J,R}_{train,test}_list.txt.
@@ -45,13 +44,16 @@
 set -euo pipefail
 
 readonly PROG=${0##*/}
-readonly GOPRO_DEFAULT_URLS="https://huggingface.co/datasets/snah/GOPRO_Large/resolve/main/GOPRO_Large.zip gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK gdrive:1H0PIXvJH4c40pk7ou6nAwoxuR4Qh_Sa2 http://data.cv.snu.ac.kr:8008/webdav/dataset/GOPRO/GOPRO_Large.zip"
-readonly REALBLUR_DEFAULT_URLS="gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK"
+readonly GOPRO_DEFAULT_URLS="https://huggingface.co/datasets/snah/GOPRO_Large/resolve/main/GOPRO_Large.zip gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK"
+readonly REALBLUR_DEFAULT_URLS="gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK http://cg.postech.ac.kr/research/RealBlur/RealBlur.zip"
+# Pages to fetch an archive from by hand when every source above fails.
+readonly GOPRO_MANUAL_PAGES="https://huggingface.co/datasets/snah/GOPRO_Large https://seungjunnah.github.io/Datasets/gopro"
+readonly REALBLUR_MANUAL_PAGES="https://drive.google.com/drive/folders/1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq https://cgdata.postech.ac.kr/sharing/YhKdbtvD0"
 readonly REALBLUR_J_DIR=RealBlur-J_ECC_IMCORR_centroid_itensity_ref
 
 usage() {
     cat <<EOF
-Usage: ./$PROG [gopro|realblur|all] [--dest DIR] [--archive PATH] [--keep-archive]
+Usage: ./$PROG [gopro|realblur|all] [--dest DIR] [--archive PATH] [--archive-dir DIR] [--keep-archive]
 
 Downloads, verifies and extracts deblurring datasets (default: all).
   gopro      GOPRO_Large.zip  -> DIR/GOPRO_Large/{train,test}/<sequence>/{blur,blur_gamma,sharp}/*.png
@@ -61,6 +63,8 @@ Options:
   --dest DIR       where datasets go (default: ./datasets); downloads go to DIR/downloads
   --archive PATH   use an archive you already have (e.g. downloaded in a browser or copied
                    from your Google Drive) instead of downloading; needs gopro or realblur
+  --archive-dir DIR  keep verified archives in DIR (e.g. on Google Drive) and use them from there
+                   next time: a new machine then copies and extracts instead of downloading
   --keep-archive   keep the downloaded archive after a successful extraction
   -h, --help       show this help
 
@@ -110,8 +114,8 @@ configure_dataset() {
         gopro)
             DS_DIR=GOPRO_Large
             DS_ARCHIVE=GOPRO_Large.zip
-            DS_FORMAT=zip
             DS_URLS=${GOPRO_URLS:-$GOPRO_DEFAULT_URLS}
+            DS_PAGES=$GOPRO_MANUAL_PAGES
             DS_SIZE=${GOPRO_SIZE:-}
             DS_SHA256=${GOPRO_SHA256:-}
             DS_EXPECTED_TRAIN=${GOPRO_EXPECTED_TRAIN:-2103}
@@ -120,8 +124,8 @@ configure_dataset() {
         realblur)
             DS_DIR=RealBlur
             DS_ARCHIVE=RealBlur.tar.gz
-            DS_FORMAT=tgz
             DS_URLS=${REALBLUR_URLS:-$REALBLUR_DEFAULT_URLS}
+            DS_PAGES=$REALBLUR_MANUAL_PAGES
             DS_SIZE=${REALBLUR_SIZE:-}
             DS_SHA256=${REALBLUR_SHA256:-}
             DS_EXPECTED_TRAIN=${REALBLUR_EXPECTED_TRAIN:-3758}
@@ -185,9 +189,10 @@ download_gdrive() {
     fi
 }
 
-# Verifies archive $1: size, checksum, archive type, full integrity test and the
-# expected top folder. Sets ARCHIVE_PREFIX (the path of the dataset root inside the
-# archive, "" or e.g. "GOPRO_Large/") and writes the member list to $WORK/listing.
+# Verifies archive $1: size, checksum, archive type (zip or tar.gz, recognised by content),
+# full integrity test and the expected top folder. Sets ARCHIVE_FORMAT and ARCHIVE_PREFIX
+# (the path of the dataset root inside the archive, "" or e.g. "GOPRO_Large/") and writes
+# the member list to $WORK/listing.
 verify_archive() {
     local archive=$1 listing=$WORK/listing magic actual
     [[ -s $archive ]] || { echo "$PROG: $archive is missing or empty" >&2; return 1; }
@@ -210,8 +215,12 @@ verify_archive() {
     fi
     magic=$(od -An -tx1 -N4 -- "$archive" | tr -d ' \n')
     info "testing integrity of $archive (reads the whole archive; minutes for GBs)"
-    if [[ $DS_FORMAT == zip ]]; then
-        [[ $magic == 504b0304 ]] || { echo "$PROG: $archive is not a zip file" >&2; return 1; }
+    case $magic in
+        504b0304) ARCHIVE_FORMAT=zip ;;
+        1f8b*) ARCHIVE_FORMAT=tgz ;;
+        *) echo "$PROG: $archive is neither a zip nor a tar.gz file" >&2; return 1 ;;
+    esac
+    if [[ $ARCHIVE_FORMAT == zip ]]; then
         if ! unzip -tq -- "$archive" >"$WORK/test.log" 2>&1; then
             echo "$PROG: $archive failed the zip integrity test (truncated or corrupt):" >&2
             tail -n 5 "$WORK/test.log" >&2
@@ -219,7 +228,6 @@ verify_archive() {
         fi
         unzip -Z1 -- "$archive" >"$listing" || return 1
     else
-        [[ $magic == 1f8b* ]] || { echo "$PROG: $archive is not a gzip file" >&2; return 1; }
         if ! tar -tzf "$archive" >"$listing" 2>"$WORK/test.log"; then
             echo "$PROG: $archive failed the tar.gz integrity test (truncated or corrupt):" >&2
             tail -n 5 "$WORK/test.log" >&2
@@ -232,7 +240,7 @@ verify_archive() {
 # Finds the dataset root inside the archive from its member list $1 (sets ARCHIVE_PREFIX).
 find_archive_prefix() {
     local listing=$1 first
-    if [[ $DS_FORMAT == zip ]]; then
+    if [[ $DATASET == gopro ]]; then
         first=$(grep -m1 -E '^(\./)?([^/]+/)?train/[^/]+/sharp/[^/]+\.png$' "$listing") || {
             echo "$PROG: the archive has no [GOPRO_Large/]train/<sequence>/sharp/*.png (wrong top folder or wrong file)" >&2
             return 1
@@ -295,20 +303,35 @@ fetch_archive() {
 }
 
 print_manual_steps() {
-    local source drive_links="" sources
+    local source links="" sources pages
     read -ra sources <<<"$DS_URLS"
+    read -ra pages <<<"$DS_PAGES"
     for source in "${sources[@]}"; do
-        [[ $source == gdrive:* ]] && drive_links+="      https://drive.google.com/file/d/${source#gdrive:}/view"$'\n'
+        [[ $source == gdrive:* ]] && links+="      https://drive.google.com/file/d/${source#gdrive:}/view"$'\n'
+    done
+    for source in "${pages[@]}"; do
+        links+="      $source"$'\n'
     done
     cat >&2 <<EOF
 $PROG: error: could not get a valid $DS_ARCHIVE from any source ($DS_URLS).
-Get it by hand, then rerun with --archive:
+When Google Drive answers 'too many users' (its daily quota), get the archive by hand, then rerun with --archive:
   - open a link below in a browser and download the file, or add it to your own
     Google Drive (Add shortcut / Make a copy), mount Drive in Colab and use its
     /content/drive/MyDrive/... path:
-${drive_links:-      (no Google Drive source configured)
+${links:-      (no source page configured)
 }  - ./$PROG $DATASET --dest $DEST --archive /path/to/$DS_ARCHIVE
 EOF
+}
+
+# Copies the verified archive $1 into --archive-dir (temp name, then renamed), for the next machine.
+keep_archive() {
+    local archive=$1 kept=$ARCHIVE_DIR/$DS_ARCHIVE
+    info "keeping $DS_ARCHIVE ($(($(file_size "$archive") / 1048576)) MiB) in $ARCHIVE_DIR: a new machine copies and extracts it"
+    if cp -- "$archive" "$kept.partial" && mv -f -- "$kept.partial" "$kept"; then
+        return 0
+    fi
+    rm -f -- "$kept.partial"
+    echo "$PROG: warning: could not keep $DS_ARCHIVE in $ARCHIVE_DIR (full?); $DS_DIR is installed anyway" >&2
 }
 
 # Prints the number of blur/sharp pairs (same sequence, same file name) under split dir $1.
@@ -343,7 +366,7 @@ check_pair_counts() {
     local root=$1 split expected found
     for split in train test; do
         [[ $split == train ]] && expected=$DS_EXPECTED_TRAIN || expected=$DS_EXPECTED_TEST
-        if [[ $DS_FORMAT == zip ]]; then
+        if [[ $DATASET == gopro ]]; then
             [[ -d $root/$split ]] || { echo "$PROG: $DS_DIR has no $split/ folder" >&2; return 1; }
             found=$(count_gopro_pairs "$root/$split")
         else
@@ -365,8 +388,13 @@ extract_archive() {
     staging=$(mktemp -d "$DEST/.$DS_DIR.partial.XXXXXX")
     TEMP_PATHS+=("$staging")
     info "extracting $archive"
-    if [[ $DS_FORMAT == zip ]]; then
+    if [[ $DATASET == gopro && $ARCHIVE_FORMAT == zip ]]; then
         unzip -q -- "$archive" -d "$staging" || die "extracting $archive failed (disk full?)"
+    elif [[ $DATASET == gopro ]]; then
+        tar -xzf "$archive" -C "$staging" || die "extracting $archive failed (disk full?)"
+    elif [[ $ARCHIVE_FORMAT == zip ]]; then
+        unzip -q -- "$archive" "${ARCHIVE_PREFIX}$REALBLUR_J_DIR/*" "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt" \
+            "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" -d "$staging" || die "extracting $archive failed (disk full?)"
     else
         tar -xzf "$archive" -C "$staging" -- "${ARCHIVE_PREFIX}$REALBLUR_J_DIR" \
             "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt" "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" ||
@@ -385,6 +413,7 @@ extract_archive() {
 # Installs one dataset (gopro or realblur); runs in a subshell with its own cleanup.
 install_dataset() {
     local archive
+    KEPT=0
     configure_dataset "$DATASET"
     if [[ -f $DEST/$DS_DIR/.complete ]]; then
         info "$DS_DIR already present in $DEST/$DS_DIR (found .complete); nothing to do"
@@ -408,10 +437,20 @@ install_dataset() {
         require_command curl "apt-get install curl"
         DOWNLOADS=$DEST/downloads
         mkdir -p -- "$DOWNLOADS"
+        if [[ -n $ARCHIVE_DIR && -f $ARCHIVE_DIR/$DS_ARCHIVE && ! -f $DOWNLOADS/$DS_ARCHIVE ]]; then
+            info "copying $ARCHIVE_DIR/$DS_ARCHIVE (kept by an earlier run) instead of downloading"
+            cp -- "$ARCHIVE_DIR/$DS_ARCHIVE" "$DOWNLOADS/$DS_ARCHIVE.copy" &&
+                mv -f -- "$DOWNLOADS/$DS_ARCHIVE.copy" "$DOWNLOADS/$DS_ARCHIVE" ||
+                die "copying $ARCHIVE_DIR/$DS_ARCHIVE failed (disk full?)"
+            KEPT=1
+        fi
         fetch_archive
         archive=$DOWNLOADS/$DS_ARCHIVE
     fi
     extract_archive "$archive"
+    if [[ -z $ARCHIVE && -n $ARCHIVE_DIR && $KEPT == 0 ]]; then
+        keep_archive "$archive"
+    fi
     if [[ -z $ARCHIVE && $KEEP_ARCHIVE == 0 ]]; then
         rm -f -- "$archive"
         rmdir -- "$DOWNLOADS" 2>/dev/null || true
@@ -422,6 +461,7 @@ main() {
     local datasets=() dataset failed=() status archive_dir
     DEST=./datasets
     ARCHIVE=""
+    ARCHIVE_DIR=""
     KEEP_ARCHIVE=0
     while (($#)); do
         case $1 in
@@ -429,6 +469,7 @@ main() {
             all) datasets+=(gopro realblur) ;;
             --dest) (($# >= 2)) || usage_error "--dest needs a directory"; DEST=$2; shift ;;
             --archive) (($# >= 2)) || usage_error "--archive needs a path"; ARCHIVE=$2; shift ;;
+            --archive-dir) (($# >= 2)) || usage_error "--archive-dir needs a directory"; ARCHIVE_DIR=$2; shift ;;
             --keep-archive) KEEP_ARCHIVE=1 ;;
             -h | --help) usage; return 0 ;;
             *) usage_error "unknown argument '$1'" ;;
@@ -444,6 +485,10 @@ main() {
     fi
     mkdir -p -- "$DEST"
     DEST=$(cd "$DEST" && pwd)
+    if [[ -n $ARCHIVE_DIR ]]; then
+        mkdir -p -- "$ARCHIVE_DIR" || die "--archive-dir $ARCHIVE_DIR cannot be created"
+        ARCHIVE_DIR=$(cd "$ARCHIVE_DIR" && pwd)
+    fi
     if command -v flock >/dev/null 2>&1; then
         exec 9>"$DEST/.data_download.lock"
         flock -n 9 || die "another $PROG is already working in $DEST"

@@ -429,3 +429,45 @@ def test_unmarked_existing_folder_is_left_alone(server: FixtureServer, tmp_path:
     assert "exists but has no .complete marker" in result.stderr
     assert own.read_text() == "mine"
     assert server.requests == []
+
+
+def test_archive_dir_keeps_the_archive_and_a_new_machine_extracts_it_without_downloading(
+        server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/GOPRO_Large.zip"] = GOPRO_ZIP
+    drive = tmp_path / "drive" / "archives"  # created by the script
+    env = {"GOPRO_URLS": server.url("/GOPRO_Large.zip")}
+    first = run_script("gopro", "--archive-dir", str(drive), dest=tmp_path / "vm1", **env)
+    assert first.returncode == 0, first.stderr
+    assert (drive / "GOPRO_Large.zip").read_bytes() == GOPRO_ZIP and "keeping GOPRO_Large.zip" in first.stdout
+    assert not (tmp_path / "vm1" / "downloads").exists() and list(drive.iterdir()) == [drive / "GOPRO_Large.zip"]
+    server.requests.clear()
+    second = run_script("gopro", "--archive-dir", str(drive), dest=tmp_path / "vm2", **env)
+    assert second.returncode == 0, second.stderr
+    assert server.requests == [] and "instead of downloading" in second.stdout
+    assert tree_files(tmp_path / "vm2" / "GOPRO_Large").keys() == tree_files(tmp_path / "vm1" / "GOPRO_Large").keys()
+    assert (drive / "GOPRO_Large.zip").read_bytes() == GOPRO_ZIP and not (tmp_path / "vm2" / "downloads").exists()
+
+
+def test_realblur_as_a_zip_is_recognised_by_its_content(tmp_path: Path) -> None:
+    path = tmp_path / "RealBlur.tar.gz"  # the name lies, the bytes decide
+    path.write_bytes(zip_bytes(realblur_members(), ""))
+    result = run_script("realblur", "--archive", str(path), dest=tmp_path / "datasets")
+    assert result.returncode == 0, result.stderr
+    installed = tree_files(tmp_path / "datasets" / "RealBlur")
+    installed.pop(".complete")
+    assert installed == {name: data for name, data in realblur_members().items()
+                         if name.startswith(REALBLUR_J) or name.startswith("RealBlur_J_")}
+
+
+def test_failing_realblur_sources_say_where_to_fetch_it_by_hand(server: FixtureServer, tmp_path: Path) -> None:
+    server.files["/quota"] = HTML_PAGE
+    fake_gdown = tmp_path / "bin" / "gdown"  # Drive refusing, without leaving the machine
+    fake_gdown.parent.mkdir()
+    fake_gdown.write_text("#!/bin/sh\necho 'Too many users have viewed or downloaded this file recently' >&2\nexit 1\n")
+    fake_gdown.chmod(0o755)
+    result = run_script("realblur", dest=tmp_path, REALBLUR_URLS=f"gdrive:not-an-id {server.url('/quota')}",
+                        PATH=f"{fake_gdown.parent}:{os.environ['PATH']}")
+    assert result.returncode != 0
+    assert "'too many users'" in result.stderr and "--archive /path/to/RealBlur.tar.gz" in result.stderr
+    assert "https://drive.google.com/file/d/not-an-id/view" in result.stderr
+    assert "https://drive.google.com/drive/folders/1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq" in result.stderr
