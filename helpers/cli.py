@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers {train,restore,evaluate,demo}``.
+"""Command line: ``python -m helpers {train,restore,evaluate,demo,notebooks,colab-links}``.
 
 This module only parses arguments; each command's work lives in the module named by its concern
 (``train``, ``restore``, ``evaluate``, ``demo``) and is imported when the command runs, so
@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": ("helpers.evaluate", "evaluate_command"),
     "demo": ("helpers.demo", "demo_command"),
     "notebooks": ("helpers.notebooks", "notebooks_command"),
+    "colab-links": ("helpers.notebooks", "colab_links_command"),
 }
 
 DATA_HELP = ("sample (embedded set, no download), gopro:PATH, realblur:PATH, folder:PATH (your own sharp frames, made "
@@ -178,11 +179,24 @@ def _add_notebooks_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", nargs="+", metavar="NN", help="only notebooks whose names start with these (e.g. 01 05)")
 
 
+def _add_colab_links_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "colab-links", help="point every Colab badge and notebook setup cell at your fork",
+        description="Rewrites the repository address in helpers/colab.py, then every notebook's 'Open in Colab' badge "
+        "and setup cell and the README's badges from it. Commit and push the result.",
+    )
+    parser.add_argument("repo", metavar="OWNER/NAME", help="the GitHub repository, as in github.com/OWNER/NAME")
+    parser.add_argument("--branch", default="main", help="branch the badges open and the setup cells clone (default: main)")
+    parser.add_argument("--clone-url", default=None,
+                        help="what the setup cells clone instead of https://github.com/OWNER/NAME (a mirror)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train_parser, _add_restore_parser, _add_evaluate_parser, _add_demo_parser, _add_notebooks_parser):
+    for add in (_add_train_parser, _add_restore_parser, _add_evaluate_parser, _add_demo_parser, _add_notebooks_parser,
+                _add_colab_links_parser):
         add(commands)
     return parser
 

@@ -10,6 +10,7 @@ so each CPU measurement runs in a fresh subprocess (``measure_in_subprocess``); 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import resource
@@ -34,6 +35,10 @@ __all__ = [
     "reset_peak_memory",
     "peak_memory_bytes",
     "measure_in_subprocess",
+    "GpuSpec",
+    "COLAB_GPUS",
+    "TrainingEstimate",
+    "estimate_training",
 ]
 
 
@@ -138,3 +143,103 @@ def _run_target(target: str, kwargs_json: str) -> None:
 
 if __name__ == "__main__":
     _run_target(*sys.argv[1:3])
+
+
+# ----------------------------------------------------------------------------- training on a GPU, estimated
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """A GPU as the estimates see it: memory and peak float16 tensor-core throughput (vendor figures)."""
+
+    memory_gib: float
+    fp16_tflops: float
+
+
+# Colab's GPUs this project sizes its full runs for; peaks from the NVIDIA datasheets.
+COLAB_GPUS = {"V100 16 GB": GpuSpec(16.0, 125.0), "T4 15 GB": GpuSpec(15.0, 65.0)}
+# Share of the peak a convolutional network's training reaches with AMP (an assumption, not a measurement:
+# small 64-channel convolutions and element-wise work keep real runs well below the datasheet peak).
+ASSUMED_UTILISATION = 0.3
+# Allocator fragmentation, cuDNN workspaces and the CUDA context on top of tensors (an assumption too).
+MEMORY_OVERHEAD = 1.25
+CUDA_CONTEXT_BYTES = 0.5 * 2**30
+ADAM_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and Adam's two moments
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """One training step's counted work and memory, and what they mean per epoch on ``COLAB_GPUS``."""
+
+    flops_per_step: float
+    activation_bytes: float
+    parameter_bytes: float
+    steps_per_epoch: int
+
+    @property
+    def memory_bytes(self) -> float:
+        return (self.activation_bytes + self.parameter_bytes) * MEMORY_OVERHEAD + CUDA_CONTEXT_BYTES
+
+    def epoch_seconds(self, gpu: GpuSpec) -> float:
+        return self.steps_per_epoch * self.flops_per_step / (gpu.fp16_tflops * 1e12 * ASSUMED_UTILISATION)
+
+    def summary(self) -> str:
+        """Memory and time per epoch on each Colab GPU, one line each, with the assumptions named."""
+        lines = [f"estimated from counted FLOPs ({self.flops_per_step / 1e12:.2f} TFLOP per step) and saved activations "
+                 f"({self.activation_bytes / 2**30:.2f} GiB per step), assuming {ASSUMED_UTILISATION:.0%} of each GPU's "
+                 f"float16 peak and {MEMORY_OVERHEAD - 1:.0%} memory overhead:"]
+        for name, gpu in COLAB_GPUS.items():
+            fits = "fits" if self.memory_bytes < gpu.memory_gib * 2**30 else "DOES NOT FIT"
+            lines.append(f"  {name}: {self.memory_bytes / 2**30:.1f} GiB ({fits}), "
+                         f"{self.epoch_seconds(gpu) / 60:.1f} min per epoch of {self.steps_per_epoch} steps")
+        return "\n".join(lines)
+
+
+def _saved_activation_bytes(step: Callable[[], torch.Tensor]) -> tuple[float, float]:
+    """(bytes of the tensors autograd saves for backward, FLOPs of forward and backward) of one ``step``."""
+    saved: dict[tuple[int, int], int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        saved[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()  # a storage saved twice counts once
+        return tensor
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step().backward()
+    return float(sum(saved.values())), float(counter.get_total_flops())
+
+
+def estimate_training(
+    model: nn.Module,
+    loss: nn.Module,
+    patch: int,
+    batch_size: int,
+    steps_per_epoch: int,
+    scale: int = 1,
+    probe: int = 64,
+) -> TrainingEstimate:
+    """Count one training step of ``model`` on ``batch_size`` RGB ``patch`` x ``patch`` inputs (targets ``scale`` x larger).
+
+    A single ``min(patch, probe)``-pixel patch is run forward and backward on the CPU under bfloat16
+    autocast (2-byte activations, as float16 AMP keeps them on a GPU); FLOPs and saved activations
+    grow with the pixel count and the batch, so they are scaled up from it. Parameters count 16
+    bytes each (weights, gradients, Adam's moments; the loss's frozen networks 4). ``model`` itself is
+    not touched (a copy runs), so its batch-norm statistics and the random state stay as they were.
+    """
+    side = min(patch, probe)
+    generator = torch.Generator().manual_seed(0)  # the global RNG (and the model: a copy is run) stay untouched
+    inputs = torch.rand(1, 3, side, side, generator=generator)
+    targets = torch.rand(1, 3, side * scale, side * scale, generator=generator)
+    model = copy.deepcopy(model).cpu().train()
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return loss(model(inputs).float(), targets)
+
+    activation_bytes, flops = _saved_activation_bytes(step)
+    growth = batch_size * (patch / side) ** 2
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in loss.parameters())
+    return TrainingEstimate(flops * growth, activation_bytes * growth, trained * ADAM_BYTES_PER_PARAMETER + frozen * 4.0,
+                            steps_per_epoch)

@@ -17,7 +17,7 @@ import argparse
 import sys
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -37,7 +37,7 @@ from .io import (
 )
 from .pipeline import Restorer
 
-__all__ = ["restore_command", "restore_image_file", "restore_video_file", "plan_outputs"]
+__all__ = ["restore_command", "restore_files", "restore_image_file", "restore_video_file", "plan_outputs"]
 
 HIGH_DEPTH_SUFFIXES = (".png", ".tif", ".tiff")  # formats OpenCV writes at 16 bits per channel
 NO_ALPHA_SUFFIXES = (".jpg", ".jpeg")
@@ -139,6 +139,32 @@ def restore_video_file(restorer: Restorer, source: Path, destination: Path) -> N
     tqdm.write(f"note: {destination}: audio is not carried over (frames only)")
 
 
+def restore_files(
+    restorer: Restorer, inputs: Sequence[str | Path], output: Path, overwrite: bool = False
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Restore image files, folders and videos as ``restore`` does (naming: ``plan_outputs``).
+
+    Returns the (source, output) pairs written and one error line per input that failed (named file,
+    the problem); a bad file never stops the others. Used by the command and by notebook 05.
+    """
+    names = [str(name) for name in inputs]
+    files, errors = _expand_inputs(names)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    restored, planned = [], set()
+    for source, destination in tqdm(plan_outputs(names, files, output), unit="file", desc="restore"):
+        try:
+            _check_destination(source, destination, overwrite, planned)
+            planned.add(destination.resolve())
+            restore = restore_video_file if is_video_file(source) else restore_image_file
+            restore(restorer, source, destination)
+            restored.append((source, destination))
+        except Exception as error:  # one bad file must not stop the batch; it is reported and counted
+            errors.append(_error_line(error, source, destination))
+            tqdm.write(f"error: {errors[-1]}", file=sys.stderr)
+    return restored, errors
+
+
 def restore_command(args: argparse.Namespace) -> int:
     """Run ``python -m helpers restore``; returns 0 when every input was restored, 1 when any failed, 2 on setup errors."""
     stages = args.stages.split(",")
@@ -150,19 +176,6 @@ def restore_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
-    files, errors = _expand_inputs(args.inputs)
-    for line in errors:
-        print(f"error: {line}", file=sys.stderr)
-    failed, restored, planned = len(errors), 0, set()
-    for source, destination in tqdm(plan_outputs(args.inputs, files, Path(args.output)), unit="file", desc="restore"):
-        try:
-            _check_destination(source, destination, args.overwrite, planned)
-            planned.add(destination.resolve())
-            restore = restore_video_file if is_video_file(source) else restore_image_file
-            restore(restorer, source, destination)
-            restored += 1
-        except Exception as error:  # one bad file must not stop the batch; it is reported and counted
-            tqdm.write(f"error: {_error_line(error, source, destination)}", file=sys.stderr)
-            failed += 1
-    print(f"restored {restored}, failed {failed}")
-    return 1 if failed else 0
+    restored, errors = restore_files(restorer, args.inputs, Path(args.output), args.overwrite)
+    print(f"restored {len(restored)}, failed {len(errors)}")
+    return 1 if errors else 0
