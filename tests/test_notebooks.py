@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -13,9 +14,8 @@ import torch
 from IPython.core.inputtransformer2 import TransformerManager
 from nbclient.exceptions import CellExecutionError
 
-from helpers import notebooks
+from helpers import colab, notebooks
 from helpers.cli import COMMANDS, build_parser
-from helpers.colab import REPO_URL
 from helpers.io import read_image
 from helpers.notebooks import (
     INJECTED_TAG,
@@ -26,9 +26,11 @@ from helpers.notebooks import (
     colab_url,
     dataset_statistics,
     execute_notebook,
+    extra_training_pairs,
     inject_parameters,
     quick_mode,
     quick_parameters,
+    rewrite_colab_links,
 )
 
 MAX_FUNCTION_LINES = 5
@@ -79,8 +81,7 @@ def test_badge_setup_cell_and_parameters(name: str) -> None:
     assert notebook.cells[0].cell_type == "markdown"
     assert f"({colab_url(name)})" in notebook.cells[0].source and "colab-badge.svg" in notebook.cells[0].source
     cells = code_cells(notebook)
-    assert cells[0].source == code_cells(read(NOTEBOOKS[0]))[0].source, f"{name}: setup cell differs from 01's"
-    assert "colab.setup(" in cells[0].source and f'REPO_URL = "{REPO_URL}"' in cells[0].source
+    assert cells[0].source == colab.setup_cell(), f"{name}: setup cell differs from colab.setup_cell() (run colab-links)"
     assert PARAMETERS_TAG in tags(cells[1]), f"{name}: the second code cell must be the parameters cell"
     assert 'QUICK = "auto"' in cells[1].source
     assert notebook.metadata.kernelspec.name == "python3"
@@ -90,6 +91,37 @@ def test_readme_badges_use_the_same_links() -> None:
     readme = (notebooks.REPO_ROOT / "README.md").read_text()
     for name in NOTEBOOKS:
         assert colab_url(name) in readme, f"README lacks the Colab link of {name}"
+    assert len(notebooks.COLAB_LINK.findall(readme)) == len(NOTEBOOKS)  # no stale link to another repository
+    assert "python -m helpers colab-links" in readme and "Running in Colab from your fork" in readme
+
+
+def test_colab_links_rewrites_every_badge_setup_cell_and_the_address(tmp_path: Path) -> None:
+    for relative in ["helpers/colab.py", "README.md", *(f"notebooks/{name}" for name in NOTEBOOKS)]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(notebooks.REPO_ROOT / relative, tmp_path / relative)
+    written = rewrite_colab_links("alice/restoration-fork", "colab", root=tmp_path)
+    assert len(written) == 2 + len(NOTEBOOKS)
+    constants = (tmp_path / "helpers" / "colab.py").read_text()
+    assert 'REPO = "alice/restoration-fork"' in constants and 'BRANCH = "colab"' in constants
+    assert 'REPO_URL = "https://github.com/alice/restoration-fork"' in constants
+    readme = (tmp_path / "README.md").read_text()
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(tmp_path / "notebooks" / name, as_version=4)
+        link = colab_url(name, "alice/restoration-fork", "colab")
+        assert f"({link})" in notebook.cells[0].source and link in readme
+        assert code_cells(notebook)[0].source == colab.setup_cell("https://github.com/alice/restoration-fork", "colab")
+        assert "your-org" not in notebook.cells[0].source + code_cells(notebook)[0].source
+    assert "your-org" not in readme
+    rewrite_colab_links("alice/restoration-fork", "main", clone_url="file:///srv/mirror.git", root=tmp_path)
+    assert 'REPO_URL, BRANCH = "file:///srv/mirror.git", "main"' in code_cells(nbformat.read(tmp_path / "notebooks" / NOTEBOOKS[2], as_version=4))[0].source
+    with pytest.raises(ValueError, match="OWNER/NAME"):
+        rewrite_colab_links("https://github.com/alice/x", root=tmp_path)
+
+
+def test_colab_links_command_rejects_a_bad_name_with_exit_code_2(capsys) -> None:
+    args = build_parser().parse_args(["colab-links", "not a repo"])
+    assert notebooks.colab_links_command(args) == 2
+    assert "OWNER/NAME" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -144,6 +176,21 @@ def test_quick_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert quick_mode("auto", f"gopro:{tmp_path / 'missing'}") is True
     assert quick_mode("auto", f"gopro:{tmp_path}") is False
     assert quick_mode("auto", "sample") is False
+    # A new VM after a disconnect: the data is gone, the full run's checkpoint waits (on Drive): no toy run.
+    (tmp_path / "runs" / "unet").mkdir(parents=True)
+    (tmp_path / "runs" / "unet" / "last.pt").write_bytes(b"checkpoint")
+    missing = f"gopro:{tmp_path / 'missing'}"
+    assert quick_mode("auto", missing, tmp_path / "runs", "dncnn") is True  # another network's run does not block
+    for model in ("unet", None):
+        with pytest.raises(FileNotFoundError, match=r"run notebook 01 first"):
+            quick_mode("auto", missing, tmp_path / "runs", model)
+
+
+def test_extra_training_pairs_are_optional_and_complete(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert extra_training_pairs(None) == [] and capsys.readouterr().out == ""
+    assert extra_training_pairs(f"realblur:{tmp_path / 'RealBlur'}") == []
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("RealBlur-J skipped") and "RealBlur_J_train_list.txt" in line
 
 
 def test_checkpoint_root(tmp_path: Path) -> None:
