@@ -72,7 +72,8 @@ class TrainConfig:
 
     ``amp=None`` means float16 autocast with a GradScaler on CUDA and float32 on the CPU;
     ``amp=True`` on the CPU uses bfloat16 autocast. ``steps_per_epoch=None`` is one pass over the
-    training data. ``early_stop_patience=None`` never stops early. ``loss`` is a
+    training data. ``val_batch_size=None`` validates in batches of ``batch_size`` when the validation
+    items share one size (fixed crops), one by one otherwise (whole frames of several sizes). ``early_stop_patience=None`` never stops early. ``loss`` is a
     ``helpers.losses.build_loss`` config; ``arch`` is filled in from the model; ``data`` records
     where the data came from (informational).
     """
@@ -81,7 +82,7 @@ class TrainConfig:
     lr: float = 1e-4
     batch_size: int = 16
     steps_per_epoch: int | None = None
-    val_batch_size: int = 1
+    val_batch_size: int | None = None
     num_workers: int = 0
     amp: bool | None = None
     amp_dtype: str | None = None
@@ -365,7 +366,14 @@ class _Trainer:
             drop_last=True,
         )
         val_shard = Subset(val_data, range(info.rank, len(val_data), info.world_size)) if info.enabled else val_data
-        self.val_loader = DataLoader(val_shard, batch_size=config.val_batch_size, num_workers=config.num_workers)
+        fixed_size = getattr(val_data, "patch_size", None) is not None
+        self.val_loader = DataLoader(  # workers kept alive: restarting them every epoch cost more than validating
+            val_shard,
+            batch_size=config.val_batch_size or (config.batch_size if fixed_size else 1),
+            num_workers=config.num_workers,
+            persistent_workers=config.num_workers > 0,
+            pin_memory=device.type == "cuda",
+        )
         self.epoch, self.global_step = 0, 0
         self.best_val_loss, self.bad_epochs = math.inf, 0
         self.history: dict[str, list] = {key: [] for key in HISTORY_KEYS}

@@ -28,7 +28,7 @@ from helpers.cli import build_parser, main
 from helpers.data import build_dataset, resolve_source
 from helpers.losses import build_loss
 from helpers.models import EDSR, DnCNN, UNet
-from helpers.train import HISTORY_KEYS, EpochSampler, TrainingDiverged, evaluate, fit, train_command
+from helpers.train import HISTORY_KEYS, DistributedInfo, EpochSampler, TrainingDiverged, _config_from, _Trainer, evaluate, fit, train_command
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -128,6 +128,22 @@ def test_history_and_metrics_match_independent_references(sample_pairs, cache_ro
     assert history["val_psnr"][-1] == pytest.approx(np.mean(predicted_psnr), abs=1e-3)
     assert history["val_ssim"][-1] == pytest.approx(np.mean(predicted_ssim), abs=1e-3)
     assert all(s == 0 for s in history["skipped_steps"]) and all(s > 0 for s in history["seconds"])
+
+
+def test_validation_is_batched_and_keeps_its_workers(sample_pairs, cache_root, tmp_path):
+    train, crops = make_datasets("dncnn", sample_pairs, cache_root)
+    frames = build_dataset("dncnn", sample_pairs["val"], patch_size=None, augment=False, sigma=25.0, cache_dir=cache_root / "frames")
+    config = _config_from({"batch_size": 8, "num_workers": 1}, {})
+    loss, cpu = build_loss(LOSSES["dncnn"]), torch.device("cpu")
+    trainer = _Trainer(TINY["dncnn"](), train, crops, loss, config, tmp_path, cpu, DistributedInfo())
+    assert trainer.val_loader.batch_size == 8 and trainer.val_loader.persistent_workers  # was batch 1, new workers each epoch
+    first = evaluate(trainer.raw_model, trainer.val_loader, loss, cpu)
+    workers = trainer.val_loader._iterator
+    assert evaluate(trainer.raw_model, trainer.val_loader, loss, cpu) == first and trainer.val_loader._iterator is workers
+    one_by_one = evaluate(trainer.raw_model, DataLoader(crops, batch_size=1), loss, cpu)
+    assert first == pytest.approx(one_by_one, rel=1e-5)  # per-image averages, whatever the batch
+    whole = _Trainer(TINY["dncnn"](), train, frames, loss, config, tmp_path, cpu, DistributedInfo())
+    assert whole.val_loader.batch_size == 1  # whole frames may differ in size: not batched
 
 
 def test_epoch_sampler_is_seeded_and_splits_ranks():
