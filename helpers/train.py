@@ -513,9 +513,9 @@ class _Trainer:
                 self.history[key].append(row[key])
             stopping = self.config.early_stop_patience is not None and self.bad_epochs >= self.config.early_stop_patience
             status = "early_stopped" if stopping else ("finished" if self.epoch >= self.config.epochs else "running")
-            self.save(LAST_CHECKPOINT, status)
-            if improved:
+            if improved:  # best first: a run killed between the two writes resumes with its best epoch saved
                 self.save(BEST_CHECKPOINT, status)
+            self.save(LAST_CHECKPOINT, status)
             if self.info.is_main:
                 epochs.write(
                     f"epoch {self.epoch}/{self.config.epochs}: train loss {train_loss:.5f}, val loss {metrics['val_loss']:.5f}, "

@@ -146,6 +146,19 @@ def test_validation_is_batched_and_keeps_its_workers(sample_pairs, cache_root, t
     assert whole.val_loader.batch_size == 1  # whole frames may differ in size: not batched
 
 
+def test_best_checkpoint_is_written_before_last(sample_pairs, cache_root, tmp_path, monkeypatch):
+    """A VM killed between the two writes must not resume without the best epoch's checkpoint (the Colab
+    session test found a resumed run whose best epoch came before the kill ending with no best.pt)."""
+    import helpers.train
+
+    written = []
+    save = helpers.train.save_checkpoint
+    monkeypatch.setattr(helpers.train, "save_checkpoint", lambda path, state: (written.append(Path(path).name), save(path, state)))
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    fit(TINY["dncnn"](), train, val, build_loss(LOSSES["dncnn"]), checkpoint_dir=tmp_path, epochs=1, lr=1e-3, **QUICK)
+    assert written == ["best.pt", "last.pt"]
+
+
 def test_epoch_sampler_is_seeded_and_splits_ranks():
     single = EpochSampler(10, 24, seed=3)
     single.set_epoch(1)
