@@ -75,19 +75,18 @@ def mount_drive(mountpoint: str | os.PathLike = DRIVE_MOUNTPOINT) -> Path | None
     return mountpoint
 
 
-def flush_drive(mountpoint: str | os.PathLike = DRIVE_MOUNTPOINT) -> bool:
-    """Write everything still cached to Drive and unmount it (``drive.flush_and_unmount``); True when it did.
+def flush_drive(mountpoint: str | os.PathLike = DRIVE_MOUNTPOINT) -> None:
+    """Write everything still cached to Drive and unmount it (``drive.flush_and_unmount``), saying so.
 
     Files written to the Drive mount reach Drive in the background: a runtime that dies right after
     training can lose the last checkpoint. Nothing happens outside Colab or when Drive is not mounted.
     """
     if not in_colab() or not (Path(mountpoint) / "MyDrive").is_dir():
-        return False
+        return
     from google.colab import drive
 
     drive.flush_and_unmount()
     print(f"Drive flushed and unmounted from {mountpoint}: every checkpoint is on Drive")
-    return True
 
 
 def drive_folder(*parts: str, mountpoint: str | os.PathLike = DRIVE_MOUNTPOINT) -> Path | None:
