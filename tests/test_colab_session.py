@@ -155,6 +155,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.timeout(1800)  # five notebook kernels: minutes on a loaded two-core machine
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the VM's processes through /proc")
 def test_a_disconnected_full_run_resumes_on_a_new_vm_with_the_same_weights(world: World) -> None:
     drive_run = world.drive / "MyDrive" / NAME / "checkpoints" / "unet"
