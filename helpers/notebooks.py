@@ -114,16 +114,22 @@ def extra_training_pairs(spec: str | None, name: str = "RealBlur-J") -> list[Pai
         return []
 
 
+ARCHIVE_NAMES = {"gopro": "GOPRO_Large.zip", "realblur": "RealBlur.tar.gz"}  # as data_download.sh names them
+
+
 def download_dataset(
-    name: str, dest: str | os.PathLike, archive_dir: str | os.PathLike | None = None, required: bool = True
+    name: str, dest: str | os.PathLike, archive_dir: str | os.PathLike | None = None, keep: bool = True,
+    required: bool = True,
 ) -> bool:
     """Run ``data_download.sh NAME --dest DEST [--archive-dir DIR]``, its output shown as it comes; True when installed.
 
-    ``archive_dir`` keeps the verified archive there (Drive) and takes it from there next time. A
-    failure raises RuntimeError when ``required``, else prints one line and returns False.
+    An archive already in ``archive_dir`` (Drive) is copied and extracted instead of downloaded; with
+    ``keep``, a downloaded one is kept there for the next VM. A failure raises RuntimeError when
+    ``required``, else prints one line and returns False.
     """
     command = ["bash", str(REPO_ROOT / "data_download.sh"), name, "--dest", str(dest)]
-    command += ["--archive-dir", str(archive_dir)] if archive_dir else []
+    if archive_dir and (keep or (Path(archive_dir) / ARCHIVE_NAMES[name]).is_file()):
+        command += ["--archive-dir", str(archive_dir)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
         assert process.stdout is not None
         while chunk := process.stdout.read1(4096):  # as it comes: curl's progress bar redraws with \r

@@ -265,3 +265,24 @@ def test_notebook_runs_in_quick_mode(series: Series, name: str) -> None:
         for row in ("input (bicubic x2)", "+ DnCNN", "+ UNet", "+ EDSR", "+ unsharp", "bicubic + unsharp"):
             assert f"| {row} " in text, f"ablation row {row!r} missing"
         assert (series.out_dir / "checkpoints" / "evaluation" / "cascade.csv").is_file()
+
+
+def test_download_dataset_uses_an_archive_on_drive_and_reports_an_optional_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from test_data_download import COUNTS_ENV, REALBLUR_TGZ
+
+    closed = "http://127.0.0.1:9"  # a closed local port: every download fails at once, nothing leaves the machine
+    for name, value in {**COUNTS_ENV, "REALBLUR_URLS": f"{closed}/R.tar.gz", "GOPRO_URLS": f"{closed}/G.zip", "DOWNLOAD_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    drive = tmp_path / "drive"
+    assert not notebooks.download_dataset("realblur", tmp_path / "vm1", drive, keep=False, required=False)
+    output = capsys.readouterr().out
+    assert output.splitlines()[-1].startswith("realblur was not installed") and "--archive" in output
+    assert not drive.exists()  # keep=False: nothing is kept, and no empty folder is left on Drive
+    drive.mkdir()
+    (drive / "RealBlur.tar.gz").write_bytes(REALBLUR_TGZ)  # fetched by hand and put on Drive
+    assert notebooks.download_dataset("realblur", tmp_path / "vm2", drive, keep=False)
+    assert "instead of downloading" in capsys.readouterr().out and (tmp_path / "vm2" / "RealBlur" / ".complete").is_file()
+    with pytest.raises(RuntimeError, match="gopro was not installed"):
+        notebooks.download_dataset("gopro", tmp_path / "vm3", None)
