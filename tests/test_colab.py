@@ -21,18 +21,24 @@ def calls(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.is_file() else []
 
 
+def google_modules() -> list[str]:
+    return [name for name in sys.modules if name == "google" or name.startswith("google.")]
+
+
 @pytest.fixture
-def fake_colab(monkeypatch, tmp_path) -> Path:
-    """Import the fake google.colab; Drive is tmp_path/drive, the call log tmp_path/colab.log (returned)."""
-    for name in [name for name in sys.modules if name == "google" or name.startswith("google.")]:
+def fake_colab(monkeypatch, tmp_path):
+    """Import the fake google.colab; Drive is tmp_path/drive, the call log tmp_path/colab.log (yielded).
+    Afterwards the fake is gone from sys.modules, so later tests do not run "in Colab"."""
+    for name in google_modules():
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.syspath_prepend(str(FAKE_COLAB))
+    monkeypatch.setattr(sys, "path", [str(FAKE_COLAB), *sys.path])
     monkeypatch.setenv("FAKE_DRIVE", str(tmp_path / "drive"))
     monkeypatch.setenv("FAKE_COLAB_LOG", str(tmp_path / "colab.log"))
-    monkeypatch.setattr(sys, "path", list(sys.path))
     import google.colab  # noqa: F401
 
-    return tmp_path / "colab.log"
+    yield tmp_path / "colab.log"
+    for name in google_modules():
+        del sys.modules[name]  # the entries deleted above are put back by monkeypatch
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ def test_quick_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert quick_mode("auto", f"gopro:{tmp_path}") is True
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert quick_mode("auto", f"gopro:{tmp_path / 'missing'}") is True
+    assert quick_mode("auto", f"gopro:{tmp_path / 'missing'}", tmp_path / "no-runs") is True
     assert quick_mode("auto", f"gopro:{tmp_path}") is False
     assert quick_mode("auto", "sample") is False
     # A new VM after a disconnect: the data is gone, the full run's checkpoint waits (on Drive): no toy run.
