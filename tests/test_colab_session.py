@@ -178,7 +178,7 @@ def test_a_disconnected_full_run_resumes_on_a_new_vm_with_the_same_weights(world
     assert "RealBlur-J skipped, training goes on without it" in resumed
     world.run(vm2, "03_unet_deblurring.ipynb", "reference", CHECKPOINT_DIR=str(vm2 / "reference"))
 
-    final, reference = load_checkpoint(drive_run / "last.pt"), load_checkpoint(vm2 / "reference" / "last.pt")
+    final, reference = load_checkpoint(drive_run / "last.pt"), load_checkpoint(vm2 / "reference" / "unet" / "last.pt")
     assert final["epoch"] == reference["epoch"] == TINY_RUN["EPOCHS"]
     assert final["history"]["val_loss"] == reference["history"]["val_loss"]
     for name, tensor in reference["model"].items():
