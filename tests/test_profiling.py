@@ -82,3 +82,24 @@ def test_measure_in_subprocess_returns_result_and_its_own_peak() -> None:
 def test_measure_in_subprocess_reports_failures() -> None:
     with pytest.raises(RuntimeError, match="json:loads failed"):
         measure_in_subprocess("json:loads", s="not json")
+
+
+def test_training_estimate_counts_forward_and_backward_and_leaves_the_model_alone():
+    from helpers.profiling import ADAM_BYTES_PER_PARAMETER, COLAB_GPUS, estimate_training
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.Conv2d(4, 3, 1, bias=False))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    rng_before = torch.get_rng_state()
+    estimate = estimate_training(model, nn.L1Loss(), patch=16, batch_size=2, steps_per_epoch=10, probe=8)
+    # By hand at the 8x8 probe: each convolution's forward MACs, times 3 (forward, input and weight gradients;
+    # the first layer's input gradient is not needed, so it is 2 for it), 2 FLOPs per MAC; scaled by (16/8)^2 x 2.
+    first, second = 8 * 8 * 4 * 3 * 9, 8 * 8 * 3 * 4
+    assert estimate.flops_per_step == pytest.approx(2 * (2 * first + 3 * second) * 8, rel=0.01)
+    assert estimate.parameter_bytes == ADAM_BYTES_PER_PARAMETER * (4 * 3 * 9 + 8 + 3 * 4)
+    assert estimate.activation_bytes >= 8 * 2 * (3 + 4) * 64  # at least each convolution's bfloat16 input, x8
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())  # BN statistics too
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    gpu = COLAB_GPUS["T4 15 GB"]
+    assert estimate.epoch_seconds(gpu) == pytest.approx(10 * estimate.flops_per_step / (gpu.fp16_tflops * 1e12 * 0.3))
+    assert "T4 15 GB" in estimate.summary() and "fits" in estimate.summary()
