@@ -15,6 +15,10 @@ tile at a time is moved to the device and its result moved back.
 Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
 that compute it natively), float32 otherwise or with ``fp32=True``. A frame or tile whose
 reduced-precision result holds inf/NaN in any stage is redone in float32, with a warning naming it.
+
+Memory: on a CPU the Restorer switches glibc's malloc to keep freed blocks
+(``helpers.inference.keep_freed_memory``), process-wide: without it every large activation is
+unmapped when freed and faulted in again by the next layer.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from torch import nn
 
 from .checkpoint import load_model
 from .checks import check_image_batch
-from .inference import autocast_for, inference_dtype, pick_device, prepare_for_inference, prepare_input
+from .inference import autocast_for, inference_dtype, keep_freed_memory, pick_device, prepare_for_inference, prepare_input
 from .io import image_to_tensor, tensor_to_image
 from .models import UNet, UnsharpMask
 
@@ -130,6 +134,8 @@ class Restorer:
             raise ValueError(f"tile and tile_overlap: expected >= 0, received {tile} and {tile_overlap}")
         self.scale = scale
         self.device = pick_device(str(device))
+        if self.device.type == "cpu":
+            keep_freed_memory()  # reuse activations instead of faulting them in again, layer after layer
         self.dtype = None if fp32 else (half_dtype or inference_dtype(self.device))
         self.resize_to_frame = resize_to_frame
         self.models: dict[str, nn.Module] = {
