@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # mallopt(3) parameter numbers from glibc's <malloc.h>, glibc's default for M_MMAP_MAX, the largest C int.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _GLIBC_DEFAULT_MMAP_MAX = 65536
 _NEVER_TRIM = 2**31 - 1
 
@@ -190,8 +190,9 @@ def keep_freed_memory(enabled: bool = True) -> bool:
     float32 activation at 640x360 is 59 MB, so each layer's output was faulted in afresh, page by
     page, zeroed by the kernel: 1.4 million page faults and about a quarter of the CPU time per
     frame (measured with ``python -m bench.bench_peers``). With mmap off for ordinary blocks and
-    trimming off, the next layer and the next frame reuse the freed blocks. The price: the process
-    keeps its peak heap until it exits (reused by later allocations, not returned to the OS).
+    trimming off, the next layer and the next frame reuse the freed blocks. Threads started from now
+    on share the main heap (a thread's own arena would still mmap blocks above 64 MB). The price:
+    the process keeps its peak heap until it exits (reused by later allocations, not returned to the OS).
 
     Process-wide. ``enabled=False`` gives large blocks back to mmap (glibc's default; what the heap
     holds already stays): the bench's "before". Returns False, changing nothing, where the C library
@@ -203,5 +204,5 @@ def keep_freed_memory(enabled: bool = True) -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    settings = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: _NEVER_TRIM} if enabled else {_M_MMAP_MAX: _GLIBC_DEFAULT_MMAP_MAX}
+    settings = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: _NEVER_TRIM, _M_ARENA_MAX: 1} if enabled else {_M_MMAP_MAX: _GLIBC_DEFAULT_MMAP_MAX}
     return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings.items())
