@@ -346,6 +346,14 @@ def print_table(result: dict[str, Any]) -> None:
               + f" -> overhead {100 * tiling['overhead']:+.1f}%")
 
 
+def save_json(result: dict[str, Any], path: Path) -> None:
+    """Write a benchmark's result as JSON, atomically, and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temp:
+        Path(temp).write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_inference", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
@@ -361,10 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats or (1 if args.quick else 2)
     result = measure(args)
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as temp:
-        Path(temp).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out}")
+    save_json(result, args.out)
     return 0
 
 

@@ -25,7 +25,6 @@ Writes outputs/bench/peers.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -39,9 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.bench_inference import build_networks, degraded_photo
+from bench.bench_inference import build_networks, degraded_photo, save_json
 from helpers.inference import inference_dtype, keep_freed_memory
-from helpers.io import atomic_path
 from helpers.metrics import psnr
 from helpers.models import UnsharpMask
 from helpers.pipeline import Restorer
@@ -235,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args.width, args.height = (int(side) for side in args.size.lower().split("x"))
     result = measure(args)
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as temp:
-        Path(temp).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out}")
+    save_json(result, args.out)
     return 0
 
 

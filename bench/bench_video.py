@@ -20,7 +20,6 @@ Writes outputs/bench/video.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -31,8 +30,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from bench.bench_inference import build_networks, degraded_photo
-from helpers.io import atomic_path, read_video_frames, tensor_to_image, video_writer
+from bench.bench_inference import build_networks, degraded_photo, save_json
+from helpers.io import read_video_frames, tensor_to_image, video_writer
 from helpers.pipeline import Restorer
 
 OUTPUT_PATH = Path("outputs/bench/video.json")
@@ -140,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args.frames = args.frames if args.frames is not None else (2 if args.quick else 6)
     result = measure(args)
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as temp:
-        Path(temp).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out}")
+    save_json(result, args.out)
     return 0
 
 
