@@ -132,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_video", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                         help="2 frames per way (also BENCH_QUICK=1)")
-    parser.add_argument("--frames", type=int, default=None, help="frames restored per way and round (default 6, --quick 2; 0: the whole clip)")
+    parser.add_argument("--frames", type=int, default=None, help="frames restored per way and round (default 4, --quick 2; 0: the whole clip)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUTPUT_PATH)
     args = parser.parse_args(argv)
-    args.frames = args.frames if args.frames is not None else (2 if args.quick else 6)
+    args.frames = args.frames if args.frames is not None else (2 if args.quick else 4)
     result = measure(args)
     print_table(result)
     save_json(result, args.out)
