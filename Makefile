@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: install test demo bench notebooks clean
 
@@ -21,7 +22,12 @@ test: install
 demo: install
 	$(PY) -m helpers demo
 
-bench: install
+# The peers (ONNX Runtime, OpenVINO) are installed for the benchmarks only.
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
 	$(PY) -m bench
 
 notebooks: install

@@ -5,7 +5,7 @@ and threads do not disturb the next, and a failing script does not stop the othe
 sets ``BENCH_QUICK=1`` in their environment (scripts read it as their quick mode; an environment
 variable rather than a flag, so a script without a quick mode still runs).
 
-    python -m bench [--quick] [--only inference,train,cache]
+    python -m bench [--quick] [--only inference,peers,video,train,cache]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-PREFERRED_ORDER = ("inference", "train", "cache")
+PREFERRED_ORDER = ("inference", "peers", "video", "train", "cache")
 
 
 def available_benchmarks() -> list[str]:

@@ -171,14 +171,14 @@ def single_conv_runs(device: torch.device, runs: int) -> dict[str, list[float]]:
 # ---- memory (one fresh process per measurement) ----------------------------------------------------
 
 
-def memory_probe(config: dict[str, Any], height: int, width: int, device: str, tile: int = 0) -> dict[str, Any]:
-    """Subprocess body: one frame of height x width through the cascade (tiled via the Restorer if ``tile``)."""
+def memory_probe(config: dict[str, Any], height: int, width: int, device: str, tile: int = 0, restorer: bool = False) -> dict[str, Any]:
+    """Subprocess body: one frame of height x width through the cascade (via the Restorer if ``restorer`` or ``tile``)."""
     device_ = pick_device(device)
     networks, _ = build_networks()
     images = torch.rand(1, 3, height, width)
     reset_peak_memory(device_)
     start = time.perf_counter()
-    if tile:
+    if tile or restorer:
         from helpers.pipeline import Restorer
 
         Restorer(networks, device=device_, tile=tile).restore_tensor(images)
@@ -188,12 +188,13 @@ def memory_probe(config: dict[str, Any], height: int, width: int, device: str, t
     return {"seconds": time.perf_counter() - start, "peak_bytes": peak_memory_bytes(device_)}
 
 
-def peak_memory(config: Config, height: int, width: int, device: torch.device, tile: int = 0) -> dict[str, Any]:
+def peak_memory(config: Config, height: int, width: int, device: torch.device, tile: int = 0, restorer: bool = False) -> dict[str, Any]:
     """Peak memory (bytes) of one frame: its own process on CPU (peak RSS), in-process on CUDA."""
     if device.type == "cuda":
-        return memory_probe(asdict(config), height, width, str(device), tile)
+        return memory_probe(asdict(config), height, width, str(device), tile, restorer)
     return measure_in_subprocess(
-        "bench.bench_inference:memory_probe", config=asdict(config), height=height, width=width, device=str(device), tile=tile
+        "bench.bench_inference:memory_probe", config=asdict(config), height=height, width=width, device=str(device),
+        tile=tile, restorer=restorer,
     )
 
 
@@ -212,7 +213,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     networks, weights = build_networks()
     degraded, truth = degraded_photo()
-    configs = list(LADDER) + ([Config("+ torch.compile", low_precision=True, compile=True)] if args.compile else [])
+    # the low-precision rung only where the default path has one (CUDA, CPUs with native bfloat16)
+    ladder = [config for config in LADDER if not config.low_precision or inference_dtype(device) is not None]
+    configs = ladder + ([Config("+ torch.compile", low_precision=True, compile=True)] if args.compile else [])
     stages = {config.name: stages_for(config, networks, device) for config in configs}
     runners: dict[str, Callable[[dict[str, list[float]], dict[str, int] | None], torch.Tensor]] = {
         config.name: partial(run_cascade, stages[config.name], degraded.to(device), config, device) for config in configs
@@ -238,7 +241,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for variant, seconds in single_conv_runs(device, runs=5).items():
                     conv_seconds.setdefault(variant, []).extend(seconds if timed else [])
                 continue
-            count = flops if round_index == 0 and name == LADDER[-1].name else None
+            count = flops if round_index == 0 and name == ladder[-1].name else None
             start = time.perf_counter()
             output = runners[name](stage_seconds[name] if timed else {}, count)
             synchronize(device)
@@ -289,11 +292,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if not args.quick:
         result["memory"] = {
             "naive 640x360": peak_memory(NAIVE, INPUT_HEIGHT, INPUT_WIDTH, device),
-            "default 640x360": peak_memory(LADDER[-1], INPUT_HEIGHT, INPUT_WIDTH, device),
+            "default 640x360": peak_memory(ladder[-1], INPUT_HEIGHT, INPUT_WIDTH, device),
+            "Restorer 640x360": peak_memory(ladder[-1], INPUT_HEIGHT, INPUT_WIDTH, device, restorer=True),
         }
     if args.full and restorer is not None:
         result["tiling"] = tiling_cost(networks, device, args.tile)
-        result["memory"]["Restorer 3840x2160, tile %d" % args.tile] = peak_memory(LADDER[-1], 2160, 3840, device, tile=args.tile)
+        result["memory"]["Restorer 3840x2160, tile %d" % args.tile] = peak_memory(ladder[-1], 2160, 3840, device, tile=args.tile)
     result["load_average_before"] = list(load_before)
     result["load_average_after"] = list(os.getloadavg())
     return result
@@ -342,6 +346,14 @@ def print_table(result: dict[str, Any]) -> None:
               + f" -> overhead {100 * tiling['overhead']:+.1f}%")
 
 
+def save_json(result: dict[str, Any], path: Path) -> None:
+    """Write a benchmark's result as JSON, atomically, and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temp:
+        Path(temp).write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_inference", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
@@ -357,10 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats or (1 if args.quick else 2)
     result = measure(args)
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as temp:
-        Path(temp).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out}")
+    save_json(result, args.out)
     return 0
 
 

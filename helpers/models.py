@@ -177,7 +177,11 @@ class _ResidualBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features + self.body(features) * self.res_scale
+        # in place on the block's fresh output: one full-size tensor and pass fewer per block (and no *1.0)
+        residual = self.body(features)
+        if self.res_scale != 1.0:
+            residual.mul_(self.res_scale)
+        return residual.add_(features)
 
 
 def _upsampler(channels: int, scale: int) -> nn.Sequential:
@@ -244,7 +248,7 @@ class EDSR(_Network):
         self._check(images)
         normalized = self.norm.normalize(images)
         features = self.head(normalized)
-        output = self.tail(features + self.body(features))
+        output = self.tail(self.body(features).add_(features))
         if self.upsample_skip:
             output = output + nn.functional.interpolate(
                 normalized, scale_factor=self.scale, mode="bicubic", align_corners=False

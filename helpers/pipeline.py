@@ -15,6 +15,10 @@ tile at a time is moved to the device and its result moved back.
 Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
 that compute it natively), float32 otherwise or with ``fp32=True``. A frame or tile whose
 reduced-precision result holds inf/NaN in any stage is redone in float32, with a warning naming it.
+
+Memory: on a CPU the Restorer switches glibc's malloc to keep freed blocks
+(``helpers.inference.keep_freed_memory``), process-wide: without it every large activation is
+unmapped when freed and faulted in again by the next layer.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +38,7 @@ from torch import nn
 
 from .checkpoint import load_model
 from .checks import check_image_batch
-from .inference import autocast_for, inference_dtype, pick_device, prepare_for_inference, prepare_input
+from .inference import autocast_for, inference_dtype, keep_freed_memory, pick_device, prepare_for_inference, prepare_input
 from .io import image_to_tensor, tensor_to_image
 from .models import UNet, UnsharpMask
 
@@ -130,6 +137,8 @@ class Restorer:
             raise ValueError(f"tile and tile_overlap: expected >= 0, received {tile} and {tile_overlap}")
         self.scale = scale
         self.device = pick_device(str(device))
+        if self.device.type == "cpu":
+            keep_freed_memory()  # reuse activations instead of faulting them in again, layer after layer
         self.dtype = None if fp32 else (half_dtype or inference_dtype(self.device))
         self.resize_to_frame = resize_to_frame
         self.models: dict[str, nn.Module] = {
@@ -175,6 +184,43 @@ class Restorer:
         if len(shapes) != 1:
             raise ValueError(f"restore_batch: expected images of one size, received shapes {sorted(shapes)}")
         return list(tensor_to_image(self.restore_tensor(image_to_tensor(np.stack(images)), first_frame)))
+
+    def restore_frames(
+        self, frames: Iterable[np.ndarray], streams: int | None = None, batch_size: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """Restore a stream of equally sized RGB uint8 frames (a video's), yielding them in order, frames in flight.
+
+        Throughput rather than latency: worker threads restore ``streams`` batches of ``batch_size``
+        frames at once, each stream with an equal share of torch's threads, while the caller's thread
+        decodes the next frames (``frames`` is consumed here) and writes the previous results (between
+        ``next`` calls). Defaults: see ``video_streams`` and ``video_batch_size``.
+        """
+        streams = streams or self.video_streams()
+        batch_size = batch_size or self.video_batch_size()
+        threads = torch.get_num_threads()
+        share = max(1, threads // streams)
+        pool = ThreadPoolExecutor(streams, thread_name_prefix="restore", initializer=torch.set_num_threads, initargs=(share,))
+        pending: deque[Future[list[np.ndarray]]] = deque()
+        try:
+            iterator, first_frame = iter(frames), 0
+            while batch := list(islice(iterator, batch_size)):
+                pending.append(pool.submit(self.restore_batch, batch, first_frame))
+                first_frame += len(batch)
+                if len(pending) > streams:  # all streams busy and the next batch decoded: hand out the oldest
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)  # the workers' share changed torch's global count
+
+    def video_streams(self) -> int:
+        """Batches in flight for videos: 2 on a CPU with 2+ threads (each stream runs on half of them), else 1."""
+        return 2 if self.device.type == "cpu" and torch.get_num_threads() >= 2 else 1
+
+    def video_batch_size(self) -> int:
+        """Frames per batch for videos: 4 on CUDA (keeps the GPU busy), 1 on a CPU (streams share the cores instead)."""
+        return 4 if self.device.type == "cuda" else 1
 
     def restore_stages(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Every stage's output as uint8, in order: {'input', then each stage run}; for plots.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -41,7 +40,8 @@ __all__ = ["restore_command", "restore_files", "restore_image_file", "restore_vi
 
 HIGH_DEPTH_SUFFIXES = (".png", ".tif", ".tiff")  # formats OpenCV writes at 16 bits per channel
 NO_ALPHA_SUFFIXES = (".jpg", ".jpeg")
-VIDEO_BATCH = 4  # frames restored together: keeps the GPU busy, bounded memory
+# tqdm's default shows "s/frame" below one frame per second; videos always show frames per second
+VIDEO_PROGRESS = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
 
 
 def _error_line(error: BaseException, *paths: Path) -> str:
@@ -118,24 +118,18 @@ def restore_image_file(restorer: Restorer, source: Path, destination: Path) -> N
     write_image(destination, _match_format(restored, original, destination))
 
 
-def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
-    iterator = iter(frames)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 def restore_video_file(restorer: Restorer, source: Path, destination: Path) -> None:
-    """Restore a video frame by frame into an MP4 (mp4v) at the same frame rate, written atomically."""
+    """Restore a video into an MP4 (mp4v) at the same frame rate, written atomically; frames in flight
+    (``Restorer.restore_frames``), the progress bar counting frames per second."""
     frames = read_video_frames(source)
     restorer.check_input_size(frames.height, frames.width)
     scale = restorer.scale
     with video_writer(destination, frames.fps, frames.width * scale, frames.height * scale) as write, tqdm(
-        total=frames.frame_count or None, unit="frame", desc=source.name, leave=False
+        total=frames.frame_count or None, unit="frame", desc=source.name, leave=False, bar_format=VIDEO_PROGRESS
     ) as progress:
-        for batch in _batches(frames, VIDEO_BATCH):
-            for frame in restorer.restore_batch(batch, first_frame=progress.n):
-                write(frame)
-            progress.update(len(batch))
+        for frame in restorer.restore_frames(frames):
+            write(frame)
+            progress.update()
     tqdm.write(f"note: {destination}: audio is not carried over (frames only)")
 
 

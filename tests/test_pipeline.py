@@ -155,6 +155,37 @@ def test_batch_frames_are_restored_independently(networks):
     assert tensor.shape == (2, 3, 80, 96) and tensor.dtype == torch.float32
 
 
+@pytest.mark.parametrize("streams, batch_size", [(1, 1), (2, 1), (2, 3)])
+def test_frames_in_flight_come_back_in_order_and_torch_keeps_its_threads(networks, streams, batch_size):
+    restorer = Restorer(networks, device="cpu", fp32=True)
+    frames = [photo(40, 48, name) for name in ("coffee", "astronaut", "chelsea", "rocket", "coffee")]
+    threads = torch.get_num_threads()
+    restored = list(restorer.restore_frames(iter(frames), streams=streams, batch_size=batch_size))
+    assert len(restored) == len(frames)
+    assert all(max_difference(result, restorer.restore(frame)) <= 1 for result, frame in zip(restored, frames))
+    assert torch.get_num_threads() == threads
+
+
+def test_a_failing_frame_stops_the_stream_with_its_error(networks, monkeypatch):
+    restorer = Restorer(networks, device="cpu", fp32=True)
+    restored_batches = []
+    real_restore_batch = Restorer.restore_batch
+
+    def fails_at_frame_2(self, images, first_frame=0):
+        if first_frame == 2:
+            raise RuntimeError("out of memory (simulated)")
+        restored_batches.append(first_frame)
+        return real_restore_batch(self, images, first_frame)
+
+    monkeypatch.setattr(Restorer, "restore_batch", fails_at_frame_2)
+    threads = torch.get_num_threads()
+    results = restorer.restore_frames([photo(40, 48)] * 20, streams=2, batch_size=1)
+    with pytest.raises(RuntimeError, match="simulated"):
+        list(results)
+    assert max(restored_batches) < 6  # frames in flight are bounded: the stream stopped soon after the error
+    assert torch.get_num_threads() == threads
+
+
 @pytest.mark.parametrize(
     "image",
     [photo(72, 100, "astronaut"), photo(68, 108, "coffee"), np.random.default_rng(0).integers(0, 256, (52, 84, 3), np.uint8)],
