@@ -52,6 +52,7 @@ __all__ = [
     "evaluate_denoising",
     "evaluate_super_resolution",
     "evaluate_deblurring",
+    "group_evaluations",
     "format_table",
     "save_evaluation",
     "evaluate_command",
@@ -401,6 +402,22 @@ def evaluate_deblurring(
 
 
 # ----------------------------------------------------------------------------- output
+
+
+def group_evaluations(evaluations: Mapping[str, Evaluation], column: str = "weights") -> Evaluation:
+    """Evaluations of the same images with different weights as one, e.g. {"stage-wise": ..., "end-to-end": ...}.
+
+    The table's rows come in one group per evaluation, named in a first column ``column`` (gains stay over
+    each group's first row); per-image methods become "group: method"; the examples are the first group's.
+    """
+    if not evaluations:
+        raise ValueError("group_evaluations: no evaluations")
+    table = [{column: group, **row} for group, evaluation in evaluations.items() for row in evaluation.table]
+    per_image = [
+        {**row, "method": f"{group}: {row['method']}"} for group, evaluation in evaluations.items() for row in evaluation.per_image
+    ]
+    return Evaluation(table, per_image, next(iter(evaluations.values())).examples)
+
 
 
 def _format_value(key: str, value: Any) -> str:
