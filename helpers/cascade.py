@@ -265,18 +265,19 @@ def _stage_file(folder: Path, stage: str) -> Path:
     raise FileNotFoundError(f"{folder}: no {stage}.pt or {stage}/best.pt (the stage weights to start the cascade from)")
 
 
-def load_cascade(init: str | os.PathLike, **options: Any) -> tuple[Cascade, dict[str, str]]:
+def load_cascade(init: str | os.PathLike | Mapping[str, str | os.PathLike], **options: Any) -> tuple[Cascade, dict[str, str]]:
     """The cascade to fine-tune and where each network came from ({stage: file}).
 
     ``init`` is a folder of stage weights (exported ``<stage>.pt`` files, or checkpoints as
-    ``<stage>/best.pt``) or a cascade checkpoint (to fine-tune further; its networks are taken, and the
-    learned unsharp amount, when it had one, is the starting amount). ``options`` go to ``Cascade``.
+    ``<stage>/best.pt``), a dict {stage: weights or checkpoint file}, or a cascade checkpoint (to fine-tune
+    further; its networks are taken, and a learned unsharp amount is the starting amount). ``options`` go
+    to ``Cascade``.
     """
-    path = Path(init)
-    if path.is_dir():
-        files = {stage: _stage_file(path, stage) for stage in NETWORK_STAGES}
+    if isinstance(init, Mapping) or Path(init).is_dir():
+        files = dict(init) if isinstance(init, Mapping) else {stage: _stage_file(Path(init), stage) for stage in NETWORK_STAGES}
         networks = {stage: load_model(file, expected_name=stage) for stage, file in files.items()}
         return Cascade(networks, **options), {stage: str(file) for stage, file in files.items()}
+    path = Path(init)
     trained = _load_trained_cascade(path)
     unsharp = trained.unsharp_mask()
     if unsharp is not None and trained.unsharp_mode == "learnable":
