@@ -341,25 +341,14 @@ CASCADE_LR = 5e-5  # fine-tuning trained networks: a tenth of the stages' rates
 CASCADE_PATCH = 128  # low-res side: 256x256 high-res patches
 
 
-def _cascade_datasets(args: argparse.Namespace, patch: int, world_size: int):
-    """Train and validation cascade datasets from ``--data`` (the data side: ``helpers.data``)."""
-    from .data import build_dataset, pairs_for
-
-    train_pairs = pairs_for(args.data, "train", args.val_fraction, args.seed)
-    val_pairs = pairs_for(args.data, "val", args.val_fraction, args.seed)
-    if not val_pairs:
-        raise ValueError(f"{args.data}: no validation sequences (need at least two training sequences, --val-fraction > 0)")
-    samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
-    samples_per_frame = max(1, -(-samples_needed // len(train_pairs)))
-    options = {"sigma": args.sigma, "seed": args.seed}
-    train = build_dataset("cascade", train_pairs, patch_size=patch, augment=True, samples_per_frame=samples_per_frame,
-                          colour_augment=args.colour_augment, **options)
-    val = build_dataset("cascade", val_pairs, patch_size=args.val_patch or None, augment=False, samples_per_frame=1, **options)
-    return train, val
-
-
 def train_cascade_command(args: argparse.Namespace) -> int:
-    """``python -m helpers train cascade``: load the stage weights, fine-tune the cascade with ``fit``, export."""
+    """``python -m helpers train cascade``: load the stage weights, fine-tune the cascade with ``fit``, export.
+
+    The data come from ``helpers.train``'s own dataset building (the "cascade" datasets of ``helpers.data``:
+    paired frames or ``photos:``); at the end the best epoch is exported to ``OUT/weights``.
+    """
+    from .train import _datasets, _photo_options, _training_only_options, _val_fraction
+
     init = Path(args.init) if args.init else DEFAULT_WEIGHTS_DIR
     patch = args.patch or CASCADE_PATCH
     loss_config = {**DEFAULT_CASCADE_LOSS, "stage_weights": {**DEFAULT_CASCADE_LOSS["stage_weights"], **(args.aux_weights or {})}}
@@ -371,16 +360,17 @@ def train_cascade_command(args: argparse.Namespace) -> int:
                 steps_per_epoch=args.steps_per_epoch, num_workers=args.num_workers, amp=args.amp,
                 amp_dtype=args.amp_dtype, grad_clip=args.grad_clip, early_stop_patience=args.early_stop or None,
                 plateau_patience=args.plateau_patience, seed=args.seed, channels_last=args.channels_last, loss=loss_config,
-                data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
-                      "sigma": args.sigma, "colour_augment": args.colour_augment, "init": str(init), "origin": origin},
+                data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": _val_fraction(args),
+                      "sigma": args.sigma, **_training_only_options(args), **_photo_options(args),
+                      "init": str(init), "origin": origin},
             )
             with main_process_first(info):
-                train_data, val_data = _cascade_datasets(args, patch, info.world_size)
+                train_data, val_data = _datasets(args, patch, info.world_size)
             fit(model, train_data, val_data, build_cascade_loss(loss_config), config=config,
                 checkpoint_dir=args.out, resume=args.resume, device=device)
             if info.is_main:
                 written = export_cascade(Path(args.out) / "best.pt", Path(args.out) / "weights")
-                print(f"exported {', '.join(str(path) for path in written.values())} (the best epoch)")
+                print(f"exported the best epoch to {', '.join(str(path) for path in written.values())}")
     except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

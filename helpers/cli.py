@@ -101,9 +101,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
     parser.add_argument("--early-stop", type=int, default=10, help="epochs without improvement before stopping (0: never)")
     parser.add_argument("--sigma", type=_sigma, default=(0.0, 55.0),
-                        help="dncnn noise level (0-255): a number, or LOW,HIGH drawn per patch (default 0,55)")
+                        help="dncnn and cascade noise level (0-255): a number, or LOW,HIGH drawn per patch (default 0,55)")
     parser.add_argument("--clean-fraction", type=float, default=0.0, metavar="P",
-                        help="dncnn: probability that a training patch gets no noise, so the denoiser learns to "
+                        help="dncnn, cascade: probability that a training patch gets no noise, so the denoiser learns to "
                              "leave clean frames alone (validation is always noisy)")
     parser.add_argument("--blurry-fraction", type=float, default=0.0, metavar="P",
                         help="dncnn: probability that a training patch is cut from the blurry frame instead of the "

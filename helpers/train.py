@@ -617,6 +617,7 @@ STAGE_DEFAULTS: dict[str, StageDefaults] = {
     "edsr": StageDefaults(lr=2e-4, patch=48, loss={"weights": {"mse": 0.0, "l1": 1.0}}),
 }
 VAL_CROPS_PER_FRAME = 4  # fixed validation crops per frame when --val-patch is set
+NOISY_STAGES = ("dncnn", "cascade")  # models whose inputs get --sigma's noise
 
 
 def _loss_config(args: argparse.Namespace) -> dict:
@@ -630,7 +631,8 @@ def _loss_config(args: argparse.Namespace) -> dict:
 def _training_only_options(args: argparse.Namespace) -> dict[str, Any]:
     """Dataset options that shape the training set only (validation stays plain), as the CLI set them."""
     stage_options = {"unet": {"synthetic_blur": args.synthetic_blur},
-                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction}}
+                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction},
+                     "cascade": {"clean_fraction": args.clean_fraction}}
     return {"colour_augment": args.colour_augment, **stage_options.get(args.model, {})}
 
 
@@ -730,7 +732,7 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
         raise ValueError(f"{args.data}: no validation sequences (need at least two training sequences, --val-fraction > 0)")
     cache_dir = None if args.cache_dir == "none" else Path(args.cache_dir or default_cache_dir() / "frames")
     options: dict[str, Any] = {"cache_dir": cache_dir}
-    if args.model == "dncnn":
+    if args.model in NOISY_STAGES:
         options["sigma"] = args.sigma
     train_options = _training_only_options(args)
     samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size

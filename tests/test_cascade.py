@@ -25,6 +25,8 @@ from helpers.cascade import (
     load_cascade,
 )
 from helpers.checkpoint import CheckpointError, export_weights, load_checkpoint
+from helpers.cli import main
+from helpers.data import build_dataset, pairs_for
 from helpers.degrade import add_gaussian_noise, downscale, motion_blur
 from helpers.models import EDSR, DnCNN, UNet, UnsharpMask
 from helpers.pipeline import Restorer
@@ -171,7 +173,8 @@ def test_missing_auxiliary_target_is_named_and_a_zero_weight_needs_none():
     with pytest.raises(ValueError, match="unet needs the target 'sharp_lr'"):
         build_cascade_loss()(outputs, {"final": targets["final"], "blurry_lr": targets["blurry_lr"]})
     final_only = build_cascade_loss({"stage_weights": {"dncnn": 0, "unet": 0, "edsr": 0}})
-    assert float(final_only(outputs, targets["final"])) == pytest.approx(float((outputs["final"] - targets["final"]).abs().mean()))
+    expected = (outputs["final"] - targets["final"]).abs().mean()
+    assert float(final_only(outputs, targets["final"]).detach()) == pytest.approx(float(expected.detach()))
 
 
 def test_learnable_unsharp_is_bounded_and_starts_at_the_fixed_filter():
@@ -216,7 +219,7 @@ def test_resume_reproduces_an_uninterrupted_cascade_run(tmp_path):
     for (name, expected), actual in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(expected, actual), name
     without_time = lambda history: {key: values for key, values in history.items() if key != "seconds"}  # noqa: E731
-    assert without_time(resumed_history) == without_time(straight_history)
+    np.testing.assert_equal(without_time(resumed_history), without_time(straight_history))  # NaN equals NaN here
     assert straight_history["val_psnr"][-1] != straight_history["input_psnr"][-1]  # metrics on the final 2x output
 
 
@@ -258,3 +261,64 @@ def test_continue_from_a_cascade_checkpoint_and_refuse_a_stage_checkpoint(tmp_pa
     with pytest.raises(FileNotFoundError, match="no unet.pt or unet/best.pt"):
         (init / "unet.pt").unlink()
         load_cascade(init)
+
+
+# ----------------------------------------------------------------------------- data and command line
+
+
+def test_cascade_datasets_give_the_targets_the_loss_expects(sample_cache):
+    pairs = pairs_for("sample", "train")[:2]
+    dataset = build_dataset("cascade", pairs, patch_size=LOW, sigma=25.0, seed=1)
+    noisy, targets = dataset[0]
+    assert noisy.shape == (3, LOW, LOW) and set(targets) == {*AUX_TARGETS.values()}
+    assert targets["final"].shape == (3, 2 * LOW, 2 * LOW)
+    # The input is the blurry target plus noise of about sigma 25 (8-bit levels); the sharp low-res target
+    # is the 2x2 average of the high-res one.
+    residual = (noisy - targets["blurry_lr"]) * 255
+    assert 20 < float(residual.std()) < 30 and torch.allclose(noisy * 255, (noisy * 255).round(), atol=1e-3)
+    expected_low = targets["final"].reshape(3, LOW, 2, LOW, 2).mean(dim=(2, 4))
+    torch.testing.assert_close(targets["sharp_lr"], expected_low)
+    again = build_dataset("cascade", pairs, patch_size=LOW, sigma=25.0, seed=1)[0]
+    assert torch.equal(again[0], noisy)  # seeded per item
+
+
+def test_photo_cascade_dataset_gives_the_targets_as_a_dict(tmp_path):
+    import skimage.data
+
+    from helpers.data import PhotoLibrary, build_photo_dataset, parse_photo_folders
+    from helpers.io import write_image
+
+    for index, name in enumerate(("astronaut", "coffee")):
+        write_image(tmp_path / "photos" / f"{index}.png", getattr(skimage.data, name)()[:200, :200])
+    library = PhotoLibrary(parse_photo_folders(str(tmp_path / "photos")), "train", val_fraction=0)
+    noisy, targets = build_photo_dataset("cascade", library, patch_size=LOW, length=2)[1]
+    assert noisy.shape == (3, LOW, LOW) and set(targets) == {*AUX_TARGETS.values()}
+    assert targets["final"].shape == (3, 2 * LOW, 2 * LOW) and targets["sharp_lr"].shape == targets["blurry_lr"].shape == noisy.shape
+
+
+def cli_args(init: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "cascade", "--init", str(init), "--data", "sample", "--out", str(out), "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "1", "--patch", "40", "--val-patch", "40", "--device", "cpu", *extra]
+
+
+def test_train_cascade_command_fine_tunes_and_exports(sample_cache, tmp_path, capsys):
+    init = weights_folder(tmp_path / "init")
+    out = tmp_path / "run"
+    assert main(cli_args(init, out, "--freeze", "dncnn", "--aux-weights", "unet=0.2", "--checkpointing")) == 0
+    state = load_checkpoint(out / "last.pt")
+    assert state["arch"]["kwargs"]["freeze"] == ["dncnn"] and state["config"]["loss"]["stage_weights"] == {"dncnn": 0.5, "unet": 0.2, "edsr": 0.5}
+    assert state["config"]["data"]["origin"]["unet"] == str(init / "unet.pt") and state["global_step"] == 2
+    assert set(Restorer.from_weights(out / "weights", device="cpu").models) == {"dncnn", "unet", "edsr", "unsharp"}
+    frozen, exported = (load_checkpoint(folder / "dncnn.pt")["model"] for folder in (init, out / "weights"))
+    assert all(torch.equal(value.half(), exported[key]) for key, value in frozen.items())  # unchanged, float16 as exported
+    trained, exported = (load_checkpoint(folder / "unet.pt")["model"] for folder in (init, out / "weights"))
+    assert not all(torch.equal(value.half(), exported[key]) for key, value in trained.items())
+    assert "exported the best epoch" in capsys.readouterr().out
+
+
+def test_train_cascade_command_reports_bad_init_in_one_line(sample_cache, tmp_path, capsys):
+    assert main(cli_args(tmp_path / "nowhere", tmp_path / "run")) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "nowhere" in error[0]
+    with pytest.raises(SystemExit):
+        main(cli_args(tmp_path, tmp_path / "run", "--freeze", "edsr,sharpen"))
