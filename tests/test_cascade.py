@@ -38,12 +38,7 @@ from conftest import without_identity_start
 LOW = 24  # low-res patch side: the tiny DnCNN needs 11, the tiny UNet a multiple of 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_networks(seed: int = 0, identity_start: bool = False) -> dict[str, nn.Module]:
@@ -322,3 +317,20 @@ def test_train_cascade_command_reports_bad_init_in_one_line(sample_cache, tmp_pa
     assert len(error) == 1 and "nowhere" in error[0]
     with pytest.raises(SystemExit):
         main(cli_args(tmp_path, tmp_path / "run", "--freeze", "edsr,sharpen"))
+
+
+def test_torchrun_two_gloo_processes_fine_tune_the_cascade(sample_cache, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    init = weights_folder(tmp_path / "init")
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers",
+               *cli_args(init, out, "--freeze", "dncnn", "--checkpointing")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("epoch 1/1:") == 1 and result.stdout.count("exported the best epoch") == 1  # rank 0 only
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "weights"]
+    assert load_checkpoint(out / "last.pt")["global_step"] == 2

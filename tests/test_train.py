@@ -40,12 +40,7 @@ LOSSES = {"dncnn": {"weights": {"mse": 1.0}}, "unet": {"weights": {"mse": 0.0, "
 QUICK = {"batch_size": 8, "steps_per_epoch": 4, "early_stop_patience": None}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
