@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .evaluate import TARGET, Evaluation, to_target_size
 from .io import atomic_path, image_to_tensor
@@ -245,6 +246,7 @@ def plot_per_image(
         gains = sorted(values[image, method] - values[image, baseline] for image in images if (image, method) in values)
         axis.plot(np.arange(1, len(gains) + 1), gains, marker="o", markersize=3, label=method)
     axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     label = {"psnr": "PSNR", "ssim": "SSIM", "mse": "MSE"}.get(metric, metric)
     axis.set_xlabel(f"images, sorted by gain (each method on its own; {len(images)} images)")
     axis.set_ylabel(f"{label} gain over {baseline}" + (" (dB)" if metric == "psnr" else ""))

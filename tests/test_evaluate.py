@@ -32,6 +32,7 @@ from helpers.evaluate import (
 from helpers.io import read_image, write_image
 from helpers.models import EDSR, UNet, DnCNN
 from helpers.pipeline import Restorer
+from helpers.viz import evaluation_grid
 
 CASCADE_ROWS = [*STAGE_LABELS.values(), UNSHARP_BASELINE]
 
@@ -143,6 +144,10 @@ def test_grouped_evaluations_keep_each_groups_rows_and_name_its_per_image_method
     assert both.table[len(CASCADE_ROWS) + 2]["psnr"] == other.table[2]["psnr"]
     assert {row["method"] for row in both.per_image} == {f"{group}: {method}" for group in ("stage-wise", "end-to-end") for method in CASCADE_ROWS}
     assert format_table(both.table).splitlines()[2].startswith("| stage-wise | input (bicubic x2)")
+    # Examples hold the groups that kept them (here the first), named like the per-image rows: grids work.
+    assert [name for name, _ in both.examples] == [name for name, _ in stage_wise.examples]
+    assert list(both.examples[0][1]) == [f"stage-wise: {method}" for method in CASCADE_ROWS] + ["target"]
+    assert len(evaluation_grid(both).axes) == 2 * 2 * (len(CASCADE_ROWS) + 1)
 
 
 @pytest.fixture(scope="module")
