@@ -22,6 +22,7 @@ COMMANDS = {
     "colab-links": ("helpers.notebooks", "colab_links_command"),
 }
 
+NETWORKS = ("dncnn", "unet", "edsr")
 DATA_HELP = ("sample (embedded set, no download), gopro:PATH, realblur:PATH, folder:PATH (your own sharp frames, made "
              "1280x720) or, for training, photos:DIR[=SHARE][,DIR2[=SHARE]...] (sharp photos at native resolution, "
              "degraded on the fly)")
@@ -44,17 +45,54 @@ def _sigma(text: str) -> float | tuple[float, float]:
     raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH with LOW <= HIGH, received {text!r}")
 
 
+def _stage_list(text: str) -> list[str]:
+    """'dncnn,unet' -> ['dncnn', 'unet'], each a network stage."""
+    stages = [stage.strip() for stage in text.split(",") if stage.strip()]
+    unknown = sorted(set(stages) - set(NETWORKS))
+    if unknown or not stages:
+        raise argparse.ArgumentTypeError(f"expected stages among {', '.join(NETWORKS)}, received {text!r}")
+    return stages
+
+
+def _aux_weights(text: str) -> dict[str, float]:
+    """'0.5' -> {each stage: 0.5}; 'dncnn=0.2,unet=0' -> those stages only."""
+    try:
+        if "=" not in text:
+            return dict.fromkeys(NETWORKS, float(text))
+        weights = {stage.strip(): float(value) for stage, value in (part.split("=", 1) for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected W or STAGE=W,..., received {text!r}") from None
+    if set(weights) - set(NETWORKS):
+        raise argparse.ArgumentTypeError(f"expected stages among {', '.join(NETWORKS)}, received {text!r}")
+    return weights
+
+
+def _add_cascade_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cascade", "`train cascade`: fine-tune DnCNN -> UNet -> EDSR end to end "
+                                      "(--init: a folder of stage weights, default weights/, or a cascade checkpoint)")
+    group.add_argument("--freeze", type=_stage_list, default=[], metavar="STAGES",
+                       help="comma-separated stages whose weights stay as they are (e.g. dncnn)")
+    group.add_argument("--unsharp", choices=["fixed", "learnable", "off"], default="fixed",
+                       help="the unsharp mask after EDSR: fixed (default: the seed's filter), learnable (its amount, "
+                            "bounded to (0, 2), is trained and the exported weights carry it), off (the output is EDSR's)")
+    group.add_argument("--aux-weights", type=_aux_weights, default=None, metavar="W|STAGE=W,...",
+                       help="weights of the per-stage auxiliary losses that keep each network doing its own job "
+                            "(default 0.5 each; 0 switches one off)")
+    group.add_argument("--checkpointing", action="store_true",
+                       help="gradient checkpointing per stage: far less memory for one more forward pass")
+
+
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("train", help="train one network of the cascade")
-    parser.add_argument("model", choices=["dncnn", "unet", "edsr"])
+    parser = commands.add_parser("train", help="train one network of the cascade, or fine-tune the cascade end to end")
+    parser.add_argument("model", choices=[*NETWORKS, "cascade"])
     parser.add_argument("--data", default="sample", help=DATA_HELP)
     parser.add_argument("--out", required=True, help="checkpoint folder (last.pt, best.pt)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the data")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch", type=int, default=None,
-                        help="training patch size (input side; default: dncnn 50, unet 128, edsr 48)")
-    parser.add_argument("--lr", type=float, default=None, help="default: dncnn 3e-4, unet 3e-4, edsr 2e-4")
+                        help="training patch size (input side; default: dncnn 50, unet 128, edsr 48, cascade 128)")
+    parser.add_argument("--lr", type=float, default=None, help="default: dncnn 3e-4, unet 3e-4, edsr 2e-4, cascade 5e-5")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed precision (default: on for CUDA, off on CPU)")
     parser.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default=None,
@@ -63,9 +101,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
     parser.add_argument("--early-stop", type=int, default=10, help="epochs without improvement before stopping (0: never)")
     parser.add_argument("--sigma", type=_sigma, default=(0.0, 55.0),
-                        help="dncnn noise level (0-255): a number, or LOW,HIGH drawn per patch (default 0,55)")
+                        help="dncnn and cascade noise level (0-255): a number, or LOW,HIGH drawn per patch (default 0,55)")
     parser.add_argument("--clean-fraction", type=float, default=0.0, metavar="P",
-                        help="dncnn: probability that a training patch gets no noise, so the denoiser learns to "
+                        help="dncnn, cascade: probability that a training patch gets no noise, so the denoiser learns to "
                              "leave clean frames alone (validation is always noisy)")
     parser.add_argument("--blurry-fraction", type=float, default=0.0, metavar="P",
                         help="dncnn: probability that a training patch is cut from the blurry frame instead of the "
@@ -109,6 +147,7 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--seed", type=int, default=0)
     _add_device(parser)
+    _add_cascade_options(parser)
 
 
 def _add_restore_parser(commands: argparse._SubParsersAction) -> None:

@@ -679,16 +679,59 @@ class PipelineDataset(PairedFrameDataset):
         super().__init__(pairs, patch_size=None, augment=False, seed=0, cache_dir=cache_dir)
 
 
+def cascade_targets(sharp: torch.Tensor, blurry_low: torch.Tensor, sharp_low: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The targets of end-to-end cascade training (``helpers.cascade``): the sharp high-res patch ("final"),
+    the noise-free blurry low-res patch (the DnCNN's target) and the sharp low-res patch (the UNet's)."""
+    return {"final": sharp, "blurry_lr": blurry_low, "sharp_lr": sharp_low}
+
+
+class CascadeDataset(PairedFrameDataset):
+    """The whole cascade for end-to-end training, on paired frames: (noisy blurry 640x360 patch, ``cascade_targets``).
+
+    The blurry patch (the blurry 1280x720 frame downscaled, as for the UNet) gets ``DenoiseDataset``'s noise
+    (``sigma`` fixed or a range, none for ``clean_fraction`` of the items), rounded to 8 bits; the sharp
+    low-res target is the 2x area average of the sharp high-res patch, as the frame cache makes 640x360
+    frames. ``patch_size`` is the low-res side. ``PhotoCascadeDataset`` makes the same items from photos.
+    """
+
+    input_view = BLURRY_VIEW
+    target_view = ("sharp", HIGH_RES_SCALE)
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        patch_size: int | None = 64,
+        sigma: float | tuple[float, float] = (0.0, 55.0),
+        augment: bool = True,
+        seed: int = 0,
+        samples_per_frame: int = 1,
+        cache_dir: str | os.PathLike | None = None,
+        clean_fraction: float = 0.0,
+        colour_augment: float = 0.0,
+    ) -> None:
+        super().__init__(pairs, patch_size, augment, seed, samples_per_frame, cache_dir, colour_augment)
+        self.sigma, self.clean_fraction = sigma, clean_fraction
+        self.degradations = PhotoDegradations(sigma=sigma, clean_fraction=clean_fraction)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        blurry, sharp = super().__getitem__(index)
+        rng = np.random.default_rng([self.seed, self.epoch, index, 2])  # apart from the patch/augment stream
+        noisy = self.degradations.noise(blurry.numpy(), rng)
+        sharp_low = torch.nn.functional.avg_pool2d(sharp[None], HIGH_RES_SCALE)[0]
+        return torch.from_numpy(noisy), cascade_targets(sharp, blurry, sharp_low)
+
+
 DATASETS: dict[str, type[PairedFrameDataset]] = {
     "dncnn": DenoiseDataset,
     "unet": DeblurDataset,
     "edsr": SuperResolutionDataset,
     "pipeline": PipelineDataset,
+    "cascade": CascadeDataset,
 }
 
 
 def build_dataset(stage: str, pairs: Sequence[Pair], **options) -> PairedFrameDataset:
-    """The dataset for a stage by name ("dncnn", "unet", "edsr", "pipeline"); options go to its constructor."""
+    """The dataset for a stage by name ("dncnn", "unet", "edsr", "pipeline", "cascade"); options go to its constructor."""
     if stage not in DATASETS:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[stage](pairs, **options)
@@ -978,9 +1021,10 @@ class PhotoSuperResolutionDataset(PhotoPatches):
 class PhotoCascadeDataset(PhotoPatches):
     """The whole cascade, degraded in its order: blur at high resolution, downscale 2x, noise, 8-bit.
 
-    Items are (input, sharp high-res target), or with ``intermediates`` also the noise-free blurry
-    low-res patch (the denoiser's target) and the sharp low-res patch (the deblurrer's target), both
-    downscaled with the same kernel as the input.
+    Items are (input, sharp high-res target), or with ``intermediates`` (input, ``cascade_targets``): also
+    the noise-free blurry low-res patch (the denoiser's target) and the sharp low-res patch (the
+    deblurrer's target), both downscaled with the same kernel as the input. ``build_photo_dataset("cascade")``
+    is this dataset with intermediates, for end-to-end training.
     """
 
     margin = HIGH_RES_SCALE * BLUR_MARGIN
@@ -1003,17 +1047,29 @@ class PhotoCascadeDataset(PhotoPatches):
         noisy = self.degradations.noise(blurry_low, rng)
         return (noisy, sharp, blurry_low, sharp_low) if self.intermediates else (noisy, sharp)
 
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...] | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        items = super().__getitem__(index)
+        return (items[0], cascade_targets(*items[1:])) if self.intermediates else items
+
+
+class PhotoCascadeTrainingDataset(PhotoCascadeDataset):
+    """``PhotoCascadeDataset`` with its intermediate targets: what end-to-end cascade training needs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, intermediates=True, **kwargs)
+
 
 PHOTO_DATASETS: dict[str, type[PhotoPatches]] = {
     "dncnn": PhotoDenoiseDataset,
     "unet": PhotoDeblurDataset,
     "edsr": PhotoSuperResolutionDataset,
     "pipeline": PhotoCascadeDataset,
+    "cascade": PhotoCascadeTrainingDataset,
 }
 
 
 def build_photo_dataset(stage: str, library: PhotoLibrary, **options: Any) -> PhotoPatches:
-    """The ``photos:`` dataset of a stage by name ("dncnn", "unet", "edsr", "pipeline"); options go to its constructor."""
+    """The ``photos:`` dataset of a stage by name ("dncnn", "unet", "edsr", "pipeline", "cascade"); options go to its constructor."""
     if stage not in PHOTO_DATASETS:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(PHOTO_DATASETS)}")
     return PHOTO_DATASETS[stage](library, **options)

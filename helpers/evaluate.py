@@ -52,6 +52,7 @@ __all__ = [
     "evaluate_denoising",
     "evaluate_super_resolution",
     "evaluate_deblurring",
+    "group_evaluations",
     "format_table",
     "save_evaluation",
     "evaluate_command",
@@ -401,6 +402,32 @@ def evaluate_deblurring(
 
 
 # ----------------------------------------------------------------------------- output
+
+
+def group_evaluations(evaluations: Mapping[str, Evaluation], column: str = "weights") -> Evaluation:
+    """Evaluations of the same images with different weights as one, e.g. {"stage-wise": ..., "end-to-end": ...}.
+
+    The table's rows come in one group per evaluation, named in a first column ``column`` (gains stay over
+    each group's first row); methods of the per-image rows and examples become "group: method", and each of
+    the first group's examples holds every group's images of it, then the target.
+    """
+    if not evaluations:
+        raise ValueError("group_evaluations: no evaluations")
+    table = [{column: group, **row} for group, evaluation in evaluations.items() for row in evaluation.table]
+    per_image = [
+        {**row, "method": f"{group}: {row['method']}"} for group, evaluation in evaluations.items() for row in evaluation.per_image
+    ]
+    examples = []
+    for name, images in next(iter(evaluations.values())).examples:
+        merged = {
+            f"{group}: {method}": image
+            for group, evaluation in evaluations.items()
+            for method, image in dict(evaluation.examples).get(name, {}).items()
+            if method != TARGET
+        }
+        examples.append((name, {**merged, TARGET: images[TARGET]}))
+    return Evaluation(table, per_image, examples)
+
 
 
 def _format_value(key: str, value: Any) -> str:

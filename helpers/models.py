@@ -284,16 +284,18 @@ class UnsharpMask(nn.Module):
         self.sigma, self.amount, self.threshold = float(sigma), float(amount), float(threshold)
         self.kernel_size = 2 * int(4 * self.sigma + 0.5) + 1
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def detail(self, images: torch.Tensor) -> torch.Tensor:
+        """``x - gaussian_blur(x)`` where it exceeds the threshold: what ``amount`` scales."""
         check_image_batch(images, name="UnsharpMask input")
         pad = self.kernel_size // 2
         blurred = kornia.filters.gaussian_blur2d(
             _pad_symmetric(images, pad), (self.kernel_size, self.kernel_size), (self.sigma, self.sigma)
         )[..., pad:-pad, pad:-pad]
         detail = images - blurred
-        if self.threshold > 0:
-            detail = detail * (detail.abs() > self.threshold)
-        return (images + self.amount * detail).clamp(0, 1)
+        return detail * (detail.abs() > self.threshold) if self.threshold > 0 else detail
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images + self.amount * self.detail(images)).clamp(0, 1)
 
     def apply_uint8(self, image: np.ndarray) -> np.ndarray:
         """Sharpen an RGB uint8 image (H, W, 3) and return uint8."""

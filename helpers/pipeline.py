@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_model
+from .checkpoint import load_checkpoint, load_model
 from .checks import check_image_batch
 from .inference import autocast_for, inference_dtype, keep_freed_memory, pick_device, prepare_for_inference, prepare_input
 from .io import image_to_tensor, tensor_to_image
@@ -52,6 +52,12 @@ FRAME_SIZE = (640, 360)  # (width, height) the networks were trained for; portra
 # larger than 1280x720 are therefore tiled automatically (unless a tile size is given or auto_tile=False).
 AUTO_TILE_ABOVE_PIXELS = 1280 * 720
 AUTO_TILE_SIZE = 512
+
+
+def _recorded_unsharp(edsr_weights: Path) -> UnsharpMask | None:
+    """The unsharp mask a cascade fine-tuning trained with, recorded in its exported EDSR file (helpers.cascade)."""
+    settings = (load_checkpoint(edsr_weights).get("cascade") or {}).get("unsharp")
+    return UnsharpMask(**settings) if settings else None
 
 
 def _canonical_stages(stages: Iterable[str]) -> tuple[str, ...]:
@@ -154,7 +160,11 @@ class Restorer:
 
     @classmethod
     def from_weights(cls, weights_dir: str | os.PathLike | None = None, **options) -> Restorer:
-        """Load the enabled stages' networks from ``weights_dir`` (default ``DEFAULT_WEIGHTS_DIR``)/<stage>.pt."""
+        """Load the enabled stages' networks from ``weights_dir`` (default ``DEFAULT_WEIGHTS_DIR``)/<stage>.pt.
+
+        Weights exported by a cascade fine-tuning (``helpers.cascade``) record the unsharp mask they were
+        trained with; it is used unless ``unsharp`` is given.
+        """
         weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
         stages = _canonical_stages(options.get("stages", STAGES))
         models = {}
@@ -167,6 +177,8 @@ class Restorer:
                     "or train your own (notebooks 02-04) and pass their folder with --weights DIR"
                 )
             models[stage] = load_model(path, expected_name=stage)
+        if "unsharp" in stages and "edsr" in stages and "unsharp" not in options:
+            options["unsharp"] = _recorded_unsharp(weights_dir / "edsr.pt")
         return cls(models, **options)
 
     # ---- public entry points -------------------------------------------------------------------

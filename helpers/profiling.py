@@ -39,6 +39,7 @@ __all__ = [
     "COLAB_GPUS",
     "TrainingEstimate",
     "estimate_training",
+    "saved_activation_bytes",
 ]
 
 
@@ -116,6 +117,26 @@ def peak_memory_bytes(device: torch.device | str) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     return peak_rss_bytes()
+
+
+def saved_activation_bytes(function: Callable[[], Any]) -> tuple[int, Any]:
+    """Bytes autograd keeps for the backward pass while ``function`` runs (its activation memory), and its result.
+
+    Counted with autograd's saved-tensor hooks, each storage once, trainable leaves (the parameters, which
+    exist anyway) left out: a device-independent figure, where a CPU's peak RSS also holds allocator
+    caches and libraries. What ``torch.utils.checkpoint`` regions save is dropped, so it is not counted.
+    """
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if not (tensor.is_leaf and tensor.requires_grad):
+            storage = tensor.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = function()
+    return sum(storages.values()), result
 
 
 def measure_in_subprocess(target: str, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -197,17 +218,11 @@ class TrainingEstimate:
 
 def _saved_activation_bytes(step: Callable[[], torch.Tensor]) -> tuple[float, float]:
     """(bytes of the tensors autograd saves for backward, FLOPs of forward and backward) of one ``step``."""
-    saved: dict[tuple[int, int], int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        saved[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()  # a storage saved twice counts once
-        return tensor
-
     counter = FlopCounterMode(display=False)
-    with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        step().backward()
-    return float(sum(saved.values())), float(counter.get_total_flops())
+    with counter:
+        saved, loss = saved_activation_bytes(step)
+        loss.backward()
+    return float(saved), float(counter.get_total_flops())
 
 
 def estimate_training(

@@ -6,6 +6,10 @@ loss detection, per-epoch validation (loss, PSNR, SSIM against the input's PSNR)
 ``last.pt`` / ``best.pt`` checkpoints that resume exactly (model, optimiser, scaler, scheduler,
 early-stopping state, RNG states, history, config), and DistributedDataParallel when started by
 ``torchrun``. ``train_command`` is ``python -m helpers train``.
+
+A model may return a dict of tensors and a dataset may give a dict of targets (the cascade's per-stage
+outputs and intermediate targets, ``helpers.cascade``): the loss receives them as they are, and the
+metrics use the entry under ``PRIMARY`` ("final") of each.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "TrainingDiverged",
     "EpochSampler",
     "HISTORY_KEYS",
+    "PRIMARY",
     "STAGE_DEFAULTS",
     "fit",
     "evaluate",
@@ -60,6 +65,7 @@ HISTORY_KEYS = (
     "cascade_psnr",  # the whole cascade with this network in it, when fit gets ``cascade_validation`` (else NaN)
 )
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
+PRIMARY = "final"  # the prediction / target measured, when a model or dataset gives a dict of them
 
 
 class TrainingDiverged(RuntimeError):
@@ -251,6 +257,16 @@ def _as_target_size(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return nn.functional.interpolate(inputs, size=targets.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
 
 
+def _primary(value: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The tensor metrics are measured on: the value itself, or its ``PRIMARY`` entry."""
+    return value[PRIMARY] if isinstance(value, Mapping) else value
+
+
+def _each(value: Any, function: Any) -> Any:
+    """``function`` applied to a tensor, or to every tensor of a dict (auxiliary outputs or targets)."""
+    return {key: function(item) for key, item in value.items()} if isinstance(value, Mapping) else function(value)
+
+
 def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
     """(autocast enabled, dtype): float16 on CUDA by default, bfloat16 on the CPU only when asked."""
     enabled = device.type == "cuda" if config.amp is None else bool(config.amp)
@@ -281,18 +297,18 @@ def evaluate(
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss, psnr, ssim, input psnr, images
     for inputs, targets in loader:
         inputs = inputs.to(device, memory_format=memory_format)
-        targets = targets.to(device)
+        targets = _each(targets, lambda tensor: tensor.to(device))
         with torch.autocast(device.type, dtype=autocast[1], enabled=autocast[0]):
             predictions = model(inputs)
-        predictions = predictions.float()
-        clamped = predictions.clamp(0, 1)
+        predictions = _each(predictions, torch.Tensor.float)
+        clamped, target = _primary(predictions).clamp(0, 1), _primary(targets)
         count = len(inputs)
         totals += torch.stack(
             [
                 loss(predictions, targets).double() * count,
-                psnr(clamped, targets, reduction="none").double().sum(),
-                ssim(clamped, targets, reduction="none").double().sum(),
-                psnr(_as_target_size(inputs.float(), targets), targets, reduction="none").double().sum(),
+                psnr(clamped, target, reduction="none").double().sum(),
+                ssim(clamped, target, reduction="none").double().sum(),
+                psnr(_as_target_size(inputs.float(), target), target, reduction="none").double().sum(),
                 torch.tensor(float(count), dtype=torch.float64, device=device),
             ]
         )
@@ -456,10 +472,10 @@ class _Trainer:
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="step", leave=False, disable=not self.info.is_main)
         for inputs, targets in bar:
             inputs = inputs.to(self.device, non_blocking=True, memory_format=self.memory_format)
-            targets = targets.to(self.device, non_blocking=True)
+            targets = _each(targets, lambda tensor: tensor.to(self.device, non_blocking=True))
             with torch.autocast(self.device.type, dtype=self.autocast[1], enabled=self.autocast[0]):
                 predictions = self.model(inputs)
-            loss_value = self.loss(predictions.float(), targets)
+            loss_value = self.loss(_each(predictions, torch.Tensor.float), targets)
             self.global_step += 1
             if self._all_ranks_finite(loss_value):
                 non_finite_streak = 0
@@ -601,6 +617,7 @@ STAGE_DEFAULTS: dict[str, StageDefaults] = {
     "edsr": StageDefaults(lr=2e-4, patch=48, loss={"weights": {"mse": 0.0, "l1": 1.0}}),
 }
 VAL_CROPS_PER_FRAME = 4  # fixed validation crops per frame when --val-patch is set
+NOISY_STAGES = ("dncnn", "cascade")  # models whose inputs get --sigma's noise
 
 
 def _loss_config(args: argparse.Namespace) -> dict:
@@ -614,7 +631,8 @@ def _loss_config(args: argparse.Namespace) -> dict:
 def _training_only_options(args: argparse.Namespace) -> dict[str, Any]:
     """Dataset options that shape the training set only (validation stays plain), as the CLI set them."""
     stage_options = {"unet": {"synthetic_blur": args.synthetic_blur},
-                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction}}
+                     "dncnn": {"clean_fraction": args.clean_fraction, "blurry_fraction": args.blurry_fraction},
+                     "cascade": {"clean_fraction": args.clean_fraction}}
     return {"colour_augment": args.colour_augment, **stage_options.get(args.model, {})}
 
 
@@ -714,7 +732,7 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
         raise ValueError(f"{args.data}: no validation sequences (need at least two training sequences, --val-fraction > 0)")
     cache_dir = None if args.cache_dir == "none" else Path(args.cache_dir or default_cache_dir() / "frames")
     options: dict[str, Any] = {"cache_dir": cache_dir}
-    if args.model == "dncnn":
+    if args.model in NOISY_STAGES:
         options["sigma"] = args.sigma
     train_options = _training_only_options(args)
     samples_needed = (args.steps_per_epoch or 0) * args.batch_size * world_size
@@ -730,6 +748,11 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
 def train_command(args: argparse.Namespace) -> int:
     """``python -m helpers train MODEL --data ... --out DIR``: build data, model and loss, then ``fit``."""
     from .models import build_model
+
+    if args.model == "cascade":
+        from .cascade import train_cascade_command
+
+        return train_cascade_command(args)
 
     defaults = STAGE_DEFAULTS[args.model]
     patch = args.patch or defaults.patch

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .evaluate import TARGET, Evaluation, to_target_size
 from .io import atomic_path, image_to_tensor
@@ -221,23 +222,34 @@ def plot_per_image(
     per_image: Sequence[Mapping[str, Any]],
     metric: str = "psnr",
     methods: Sequence[str] | None = None,
+    baseline: str | None = None,
     save: str | os.PathLike | None = None,
 ) -> Figure:
-    """``metric`` of every image, one line with markers per method (``Evaluation.per_image`` rows)."""
+    """Each image's gain in ``metric`` over ``baseline``, sorted, one series per method (``Evaluation.per_image`` rows).
+
+    The images are separate, so there is no order to draw along: each method's gains are sorted from worst
+    to best, which shows at a glance on how many images it helps (above zero) or hurts (below), and by how
+    much. ``baseline`` defaults to the first method (the bicubic row of an ablation); ``methods`` to the others.
+    """
     if not per_image:
         raise ValueError("plot_per_image: no results")
-    images = list(dict.fromkeys(row["image"] for row in per_image))
-    methods = list(methods or dict.fromkeys(row["method"] for row in per_image))
+    names = list(dict.fromkeys(row["method"] for row in per_image))
+    baseline = baseline or names[0]
+    methods = [method for method in (methods or names) if method != baseline]
     values = {(row["image"], row["method"]): row[metric] for row in per_image}
-    figure = Figure(figsize=(max(6.0, 0.35 * len(images) + 3.0), 4.0), layout="constrained")
+    images = [image for image in dict.fromkeys(row["image"] for row in per_image) if (image, baseline) in values]
+    if not images or not methods:
+        raise ValueError(f"plot_per_image: need the baseline {baseline!r} and at least one other method on the same images")
+    figure = Figure(figsize=(max(6.0, 0.12 * len(images) + 4.0), 4.0), layout="constrained")
     axis = figure.subplots()
-    positions = np.arange(len(images))
     for method in methods:
-        axis.plot(positions, [values.get((image, method), np.nan) for image in images], marker="o", label=method)
-    if len(images) <= 40:
-        axis.set_xticks(positions, images, rotation=60, ha="right", fontsize=8)
-    axis.set_xlabel("image")
-    axis.set_ylabel({"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE"}.get(metric, metric))
+        gains = sorted(values[image, method] - values[image, baseline] for image in images if (image, method) in values)
+        axis.plot(np.arange(1, len(gains) + 1), gains, marker="o", markersize=3, label=method)
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    label = {"psnr": "PSNR", "ssim": "SSIM", "mse": "MSE"}.get(metric, metric)
+    axis.set_xlabel(f"images, sorted by gain (each method on its own; {len(images)} images)")
+    axis.set_ylabel(f"{label} gain over {baseline}" + (" (dB)" if metric == "psnr" else ""))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return _finish(figure, save)

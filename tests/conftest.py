@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from torch import nn
 
 from helpers.degrade import motion_blur, resize
@@ -59,3 +60,13 @@ def sample_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("IMAGE_REPAIR_CACHE", str(tmp_path_factory.getbasetemp() / "image_repair_cache"))
         yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: on a shared two-core machine, OpenMP threads spinning against other
+    processes made training steps many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

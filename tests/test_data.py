@@ -573,11 +573,13 @@ def test_cascade_items_are_degraded_in_the_cascades_order(tmp_path: Path) -> Non
     degradations = data.PhotoDegradations(sigma=15.0, downscale_kernels=("bicubic",))
     dataset = data.PhotoCascadeDataset(photos, patch_size=20, length=3, intermediates=True, degradations=degradations)
     for index in range(len(dataset)):
-        noisy, sharp, blurry_low, sharp_low = dataset[index]
+        noisy, targets = dataset[index]  # the targets as helpers.cascade's loss takes them
+        sharp, blurry_low, sharp_low = targets["final"], targets["blurry_lr"], targets["sharp_lr"]
         assert noisy.shape == blurry_low.shape == sharp_low.shape == (3, 20, 20) and sharp.shape == (3, 40, 40)
         expected_sharp_low = data.downscale_with(sharp.permute(1, 2, 0).numpy(), 2, "bicubic")
         assert torch.allclose(sharp_low, torch.from_numpy(expected_sharp_low).permute(2, 0, 1), atol=1e-6)
         assert (noisy - blurry_low).std().item() * 255 == pytest.approx(15.0, rel=0.25)
         detail = [image.diff(dim=-1).abs().mean() + image.diff(dim=-2).abs().mean() for image in (blurry_low, sharp_low)]
         assert detail[0] < 0.9 * detail[1]  # blurred before the downscale
-    assert len(dataset[0]) == 4 and len(data.PhotoCascadeDataset(photos, patch_size=20, length=1)[0]) == 2
+    assert len(data.PhotoCascadeDataset(photos, patch_size=20, length=1)[0]) == 2  # (input, sharp) without intermediates
+    assert type(data.build_photo_dataset("cascade", photos, patch_size=20, length=1)[0][1]) is dict

@@ -25,12 +25,14 @@ from helpers.evaluate import (
     evaluate_denoising,
     evaluate_super_resolution,
     format_table,
+    group_evaluations,
     save_evaluation,
     upscale_bicubic,
 )
 from helpers.io import read_image, write_image
 from helpers.models import EDSR, UNet, DnCNN
 from helpers.pipeline import Restorer
+from helpers.viz import evaluation_grid
 
 CASCADE_ROWS = [*STAGE_LABELS.values(), UNSHARP_BASELINE]
 
@@ -130,6 +132,22 @@ def test_format_table_is_aligned_markdown(cascade):
     lines = format_table(cascade[1].table).splitlines()
     assert len(lines) == 2 + len(CASCADE_ROWS) and len({len(line) for line in lines}) == 1
     assert lines[0].startswith("| method") and set(lines[1]) <= {"|", "-"}
+
+
+def test_grouped_evaluations_keep_each_groups_rows_and_name_its_per_image_methods(cascade, frame_pairs):
+    _, stage_wise = cascade
+    other = evaluate_cascade(Restorer(small_models(seed=1), device="cpu", fp32=True), frame_pairs, keep_examples=0)
+    both = group_evaluations({"stage-wise": stage_wise, "end-to-end": other})
+    assert [(row["weights"], row["method"]) for row in both.table] == [
+        *(("stage-wise", method) for method in CASCADE_ROWS), *(("end-to-end", method) for method in CASCADE_ROWS)
+    ]
+    assert both.table[len(CASCADE_ROWS) + 2]["psnr"] == other.table[2]["psnr"]
+    assert {row["method"] for row in both.per_image} == {f"{group}: {method}" for group in ("stage-wise", "end-to-end") for method in CASCADE_ROWS}
+    assert format_table(both.table).splitlines()[2].startswith("| stage-wise | input (bicubic x2)")
+    # Examples hold the groups that kept them (here the first), named like the per-image rows: grids work.
+    assert [name for name, _ in both.examples] == [name for name, _ in stage_wise.examples]
+    assert list(both.examples[0][1]) == [f"stage-wise: {method}" for method in CASCADE_ROWS] + ["target"]
+    assert len(evaluation_grid(both).axes) == 2 * 2 * (len(CASCADE_ROWS) + 1)
 
 
 @pytest.fixture(scope="module")

@@ -265,6 +265,8 @@ def test_notebook_runs_in_quick_mode(series: Series, name: str) -> None:
         for row in ("input (bicubic x2)", "+ DnCNN", "+ UNet", "+ EDSR", "+ unsharp", "bicubic + unsharp"):
             assert f"| {row} " in text, f"ablation row {row!r} missing"
         assert (series.out_dir / "checkpoints" / "evaluation" / "cascade.csv").is_file()
+        assert "| stage-wise | + unsharp " in text and "| end-to-end | + unsharp " in text  # the fine-tuning section
+        assert sorted(p.name for p in (series.out_dir / "checkpoints" / "cascade" / "weights").iterdir()) == ["dncnn.pt", "edsr.pt", "unet.pt"]
 
 
 def test_download_dataset_uses_an_archive_on_drive_and_reports_an_optional_failure(

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from helpers.models import DnCNN, EDSR
-from helpers.profiling import Timing, count_flops, measure_in_subprocess, peak_rss_bytes, time_call
+from helpers.profiling import Timing, count_flops, measure_in_subprocess, peak_rss_bytes, saved_activation_bytes, time_call
 
 
 @pytest.mark.parametrize(("in_channels", "out_channels", "kernel", "height", "width"), [(64, 64, 3, 18, 32), (3, 5, 5, 17, 23), (8, 4, 1, 9, 9)])
@@ -103,3 +103,13 @@ def test_training_estimate_counts_forward_and_backward_and_leaves_the_model_alon
     gpu = COLAB_GPUS["T4 15 GB"]
     assert estimate.epoch_seconds(gpu) == pytest.approx(10 * estimate.flops_per_step / (gpu.fp16_tflops * 1e12 * 0.3))
     assert "T4 15 GB" in estimate.summary() and "fits" in estimate.summary()
+
+
+def test_saved_activation_bytes_counts_what_backward_keeps_without_parameters() -> None:
+    weight = nn.Parameter(torch.rand(1000))
+    data = torch.rand(1000)
+    # sin keeps its input (the product: 4000 bytes); the product keeps weight and data, and weight is a parameter.
+    saved, result = saved_activation_bytes(lambda: (weight * data).sin().sum())
+    assert saved == 4000 + 4000
+    result.backward()
+    assert saved_activation_bytes(lambda: weight.detach().sin())[0] == 0  # no graph, nothing kept

@@ -40,12 +40,7 @@ LOSSES = {"dncnn": {"weights": {"mse": 1.0}}, "unet": {"weights": {"mse": 0.0, "
 QUICK = {"batch_size": 8, "steps_per_epoch": 4, "early_stop_patience": None}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +187,7 @@ def test_resume_reproduces_an_uninterrupted_run(sample_pairs, cache_root, tmp_pa
     for (name, expected), actual in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(expected.float(), actual.float(), rtol=0, atol=0), name
     without_time = lambda history: {key: values for key, values in history.items() if key != "seconds"}  # noqa: E731
-    np.testing.assert_equal(without_time(resumed_history), without_time(straight_history))  # NaN-aware
+    np.testing.assert_equal(without_time(resumed_history), without_time(straight_history))  # NaN (no cascade_psnr) equals NaN
     assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
 
 

@@ -66,11 +66,18 @@ def test_compare_stages_titles_carry_psnr(frames):
     assert "bicubic up" in figure.axes[0].get_title() and "SSIM" in title
 
 
-def test_plot_per_image_draws_one_line_per_method():
-    rows = [{"image": image, "method": method, "psnr": 20.0 + i + j} for i, image in enumerate("abc") for j, method in enumerate(["x", "y"])]
+def test_plot_per_image_draws_each_methods_sorted_gain_over_the_baseline():
+    psnr_values = {"a": (20.0, 21.0, 19.0), "b": (30.0, 29.5, 30.5), "c": (25.0, 27.0, 25.2)}  # bicubic, x, y
+    rows = [{"image": image, "method": method, "psnr": value}
+            for image, values in psnr_values.items() for method, value in zip(["bicubic", "x", "y"], values)]
     figure = plot_per_image(rows)
-    assert len(figure.axes) == 1 and len(figure.axes[0].lines) == 2
-    assert list(figure.axes[0].lines[1].get_ydata()) == [21.0, 22.0, 23.0]
+    axis = figure.axes[0]
+    series = [line for line in axis.lines if line.get_label() in ("x", "y")]
+    assert [line.get_label() for line in series] == ["x", "y"]
+    assert list(series[0].get_ydata()) == [-0.5, 1.0, 2.0] and list(series[1].get_ydata()) == pytest.approx([-1.0, 0.2, 0.5])
+    assert "gain over bicubic" in axis.get_ylabel()
+    with pytest.raises(ValueError, match="baseline 'z'"):
+        plot_per_image(rows, baseline="z")
 
 
 def test_evaluation_grid_has_full_and_crop_rows(frames):
