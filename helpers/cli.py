@@ -1,7 +1,7 @@
-"""Command line: ``python -m helpers {train,restore,evaluate,demo}``.
+"""Command line: ``python -m helpers {train,restore,evaluate,demo,notebooks,import-weights}``.
 
 This module only parses arguments; each command's work lives in the module named by its concern
-(``train``, ``restore``, ``evaluate``, ``demo``) and is imported when the command runs, so
+(``train``, ``restore``, ``evaluate``, ``demo``, ``import_weights``) and is imported when the command runs, so
 ``--help`` stays fast.
 """
 
@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": ("helpers.evaluate", "evaluate_command"),
     "demo": ("helpers.demo", "demo_command"),
     "notebooks": ("helpers.notebooks", "notebooks_command"),
+    "import-weights": ("helpers.import_weights", "import_weights_command"),
 }
 
 DATA_HELP = ("sample (embedded set, no download), gopro:PATH, realblur:PATH, folder:PATH (your own sharp frames, made "
@@ -156,6 +157,9 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--y-channel", action="store_true", help="also report PSNR/SSIM on the Y channel")
     parser.add_argument("--sigma", type=float, default=25.0, help="denoise: noise level on the 0-255 scale")
+    parser.add_argument("--noise-protocol", default="clipped", choices=["clipped", "paper"],
+                        help="denoise: clipped = noisy image clipped to [0, 1] and rounded to 8 bits (a saved photo; "
+                             "default); paper = float noise, unclipped, as in published tables")
     parser.add_argument("--scale", type=int, default=2, help="sr: upscaling factor")
     parser.add_argument("--downscale", default="area", choices=["area", "bicubic", "opencv-bicubic"],
                         help="sr: how the low-res input is made (area: like the sample set's frames; bicubic: antialiased, "
@@ -178,11 +182,27 @@ def _add_notebooks_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", nargs="+", metavar="NN", help="only notebooks whose names start with these (e.g. 01 05)")
 
 
+def _add_import_weights_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "import-weights",
+        help="convert published weights (the DnCNN authors' MatConvNet models, EDSR-PyTorch) into a checkpoint",
+        description="dncnn-matconvnet: a MatConvNet .mat (v7.3 or v5) of the DnCNN authors' colour models, e.g. "
+        "GD_Color_Blind.mat (CDnCNN-B). edsr-pytorch: an EDSR-PyTorch state dict, e.g. edsr_baseline_x2-1bc95232.pt "
+        "(verified on the file's published structure only). Their normalisation is folded exactly into this "
+        "project's; the checkpoint loads like any other (evaluate --weights OUT.pt, restore --weights).",
+    )
+    parser.add_argument("kind", choices=["dncnn-matconvnet", "edsr-pytorch"])
+    parser.add_argument("source", help="the published file")
+    parser.add_argument("-o", "--output", required=True, help="checkpoint to write (e.g. outputs/cdncnn_b.pt)")
+    parser.add_argument("--overwrite", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train_parser, _add_restore_parser, _add_evaluate_parser, _add_demo_parser, _add_notebooks_parser):
+    for add in (_add_train_parser, _add_restore_parser, _add_evaluate_parser, _add_demo_parser, _add_notebooks_parser,
+                _add_import_weights_parser):
         add(commands)
     return parser
 
