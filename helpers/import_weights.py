@@ -35,6 +35,7 @@ from .models import EDSR, IMAGENET_MEAN, IMAGENET_STD, DnCNN
 
 __all__ = [
     "WeightsImportError",
+    "DNCNN_SOURCE",
     "read_matconvnet",
     "import_dncnn_matconvnet",
     "import_edsr_pytorch",
@@ -47,6 +48,7 @@ MAX_FILE_BYTES = 1 << 30  # the published files are 3 MB (DnCNN) to 160 MB (EDSR
 MAX_ARRAY_ELEMENTS = 1 << 26  # per weight array, checked before an HDF5 array is read
 EDSR_RGB_RANGE = 255.0  # EDSR-PyTorch's --rgb_range of the published models
 EDSR_DIV2K_MEAN = (0.4488, 0.4371, 0.4040)  # its MeanShift's mean, used when the state dict lacks sub_mean/add_mean
+DNCNN_SOURCE = "the DnCNN authors publish it as model/GD_Color_Blind.mat in https://github.com/cszn/DnCNN"
 
 
 class WeightsImportError(ValueError):

@@ -306,3 +306,21 @@ def test_edsr_importer_refuses_other_files_in_one_line(tmp_path):
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsImportError, match="not a readable PyTorch file"):
         import_edsr_pytorch(tmp_path / "truncated.pt")
+
+
+# ----------------------------------------------------------------------------- the reproduction script
+
+
+def test_reproduce_prints_both_protocols_beside_the_published_figures(tmp_path, capsys):
+    from bench import reproduce
+    from helpers.io import uint8_image, write_image
+
+    write_image(tmp_path / "CBSD68" / "a.png", uint8_image(np.clip(noisy_photo(48, 56, sigma=0), 0, 1)))
+    weights = write_matconvnet_v73(tmp_path / "GD_Color_Blind.mat", layer_list(random_dncnn(depth=3, channels=4)))
+    arguments = ["--data", str(tmp_path / "CBSD68"), "--sigmas", "25", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert reproduce.main(["--weights", str(weights), *arguments]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| 25    | 31.23" in report and "CDnCNN-B, paper protocol" in report and "CDnCNN-B, clipped protocol" in report
+    assert "paper = float noise, not clipped" in capsys.readouterr().out
+    assert reproduce.main(["--weights", str(tmp_path / "missing.mat"), *arguments]) == 2
+    assert "model/GD_Color_Blind.mat in https://github.com/cszn/DnCNN" in capsys.readouterr().err
