@@ -26,7 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import h5py
 import numpy as np
+import scipy.io
 import torch
 from torch import nn
 
@@ -46,6 +48,8 @@ __all__ = [
 
 MAX_FILE_BYTES = 1 << 30  # the published files are 3 MB (DnCNN) to 160 MB (EDSR large)
 MAX_ARRAY_ELEMENTS = 1 << 26  # per weight array, checked before an HDF5 array is read
+MAX_LAYERS = 10_000
+LAYER_FIELDS = ("type", "name", "weights", "pad", "stride", "dilate", "leak")  # what the importers read of a layer
 EDSR_RGB_RANGE = 255.0  # EDSR-PyTorch's --rgb_range of the published models
 EDSR_DIV2K_MEAN = (0.4488, 0.4371, 0.4040)  # its MeanShift's mean, used when the state dict lacks sub_mean/add_mean
 DNCNN_SOURCE = "the DnCNN authors publish it as model/GD_Color_Blind.mat in https://github.com/cszn/DnCNN"
@@ -75,12 +79,10 @@ def _first_line(error: BaseException) -> str:
 
 
 def read_matconvnet(path: str | Path) -> list[dict[str, Any]]:
-    """The layers of a MatConvNet SimpleNN file (``net.layers``), each a dict: ``type``, ``name``, ``weights``
-    (arrays in MATLAB's axis order, e.g. (kH, kW, in, out) filters), and ``pad``/``stride``/``dilate``/``leak``
-    where present. MATLAB v7.3 files are HDF5 (h5py; they store every array with its axes reversed), older
-    ones v5 (scipy)."""
-    import h5py
-
+    """The layers of a MatConvNet SimpleNN file (``net.layers``), each a dict of the ``LAYER_FIELDS`` it has:
+    ``type``, ``name``, ``weights`` (arrays in MATLAB's axis order, e.g. (kH, kW, in, out) filters),
+    ``pad``, ``stride``, ``dilate``, ``leak``. MATLAB v7.3 files are HDF5 (h5py; it returns every array
+    with its axes reversed), older ones v5 (scipy)."""
     path = Path(path)
     _check_file(path)
     try:
@@ -96,22 +98,18 @@ def read_matconvnet(path: str | Path) -> list[dict[str, Any]]:
 
 def _read_v73(path: Path) -> list[dict[str, Any]]:
     """``net.layers`` of a v7.3 file: a cell array of object references to structs of char/numeric datasets."""
-    import h5py
-
     with h5py.File(path, "r") as file:
         net = file.get("net")
         if not isinstance(net, h5py.Group) or not isinstance(net.get("layers"), h5py.Dataset):
             raise _refuse(path, f"no MatConvNet 'net.layers' (variables: {', '.join(k for k in file if k != '#refs#')})")
         references = net["layers"]
-        if references.dtype != h5py.ref_dtype:
+        if references.dtype != h5py.ref_dtype or references.size > MAX_LAYERS:
             raise _refuse(path, "net.layers is not a cell array of layers (a DagNN network? only SimpleNN is read)")
         return [_v73_layer(path, file[reference]) for reference in references[()].ravel()]
 
 
 def _v73_value(path: Path, item: Any) -> Any:
     """A char dataset as str; a cell of references as a list of values; a numeric one as an array in MATLAB order."""
-    import h5py
-
     kind = item.attrs.get("MATLAB_class", b"")
     kind = kind.decode() if isinstance(kind, bytes) else str(kind)
     if not isinstance(item, h5py.Dataset):
@@ -128,17 +126,13 @@ def _v73_value(path: Path, item: Any) -> Any:
 
 
 def _v73_layer(path: Path, group: Any) -> dict[str, Any]:
-    import h5py
-
     if not isinstance(group, h5py.Group):
         raise _refuse(path, f"{group.name}: a layer is not a struct")
-    return {key: _v73_value(path, group[key]) for key in group}
+    return {key: _v73_value(path, group[key]) for key in LAYER_FIELDS if key in group}
 
 
 def _read_v5(path: Path) -> list[dict[str, Any]]:
     """``net.layers`` of a v5 file (scipy.io.loadmat, without squeezing so shapes stay MATLAB's)."""
-    import scipy.io
-
     contents = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=False, variable_names=["net"])
     if "net" not in contents:
         raise _refuse(path, "no MatConvNet 'net' variable")
@@ -160,7 +154,7 @@ def _v5_layer(path: Path, cell: Any) -> dict[str, Any]:
     layer = np.asarray(cell).ravel()[0] if isinstance(cell, np.ndarray) else cell
     if not hasattr(layer, "_fieldnames"):
         raise _refuse(path, "a layer is not a struct")
-    return {key: _v5_value(getattr(layer, key)) for key in layer._fieldnames}
+    return {key: _v5_value(getattr(layer, key)) for key in LAYER_FIELDS if key in layer._fieldnames}
 
 
 # ----------------------------------------------------------------------------- DnCNN
@@ -316,8 +310,11 @@ def import_weights(kind: str, source: str | Path, output: str | Path, overwrite:
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output}: exists (add --overwrite to replace it)")
     model = IMPORTERS[kind](source)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    origin = {"format": kind, "file": source.name, "sha256": digest}
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    origin = {"format": kind, "file": source.name, "sha256": digest.hexdigest()}
     return export_weights(model, output, half=False, imported_from=origin)
 
 
