@@ -322,5 +322,7 @@ def test_reproduce_prints_both_protocols_beside_the_published_figures(tmp_path, 
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| 25    | 31.23" in report and "CDnCNN-B, paper protocol" in report and "CDnCNN-B, clipped protocol" in report
     assert "paper = float noise, not clipped" in capsys.readouterr().out
+    assert reproduce.main(["--weights", str(weights), *arguments, "--protocols", "clipped"]) == 0
+    assert "CDnCNN-B, paper protocol" not in (tmp_path / "out" / "report.md").read_text()
     assert reproduce.main(["--weights", str(tmp_path / "missing.mat"), *arguments]) == 2
     assert "model/GD_Color_Blind.mat in https://github.com/cszn/DnCNN" in capsys.readouterr().err
