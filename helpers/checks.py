@@ -8,8 +8,11 @@ import torch
 RANGE_TOLERANCE = 1e-3
 
 
-def check_image_batch(images: torch.Tensor, name: str = "input", min_size: int = 1, check_range: bool = True) -> None:
-    """Raise ValueError unless ``images`` is a float (N, 3, H, W) tensor in [0, 1] with H, W >= min_size."""
+def check_image_batch(
+    images: torch.Tensor, name: str = "input", min_size: int = 1, check_range: bool = True, tolerance: float = RANGE_TOLERANCE
+) -> None:
+    """Raise ValueError unless ``images`` is a float (N, 3, H, W) tensor in [0, 1] (give or take ``tolerance``)
+    with H, W >= min_size."""
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, received {type(images).__name__}")
     if images.ndim != 4:
@@ -24,7 +27,7 @@ def check_image_batch(images: torch.Tensor, name: str = "input", min_size: int =
     if check_range and images.numel():
         low, high = torch.aminmax(images.detach())
         low, high = float(low), float(high)
-        if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        if low < -tolerance or high > 1 + tolerance:
             raise ValueError(f"{name}: expected values in [0, 1], received values in [{low:.4g}, {high:.4g}]")
 
 

@@ -1,7 +1,7 @@
-"""Command line: ``python -m helpers {train,restore,evaluate,demo,notebooks,colab-links}``.
+"""Command line: ``python -m helpers {train,restore,evaluate,demo,notebooks,colab-links,import-weights}``.
 
 This module only parses arguments; each command's work lives in the module named by its concern
-(``train``, ``restore``, ``evaluate``, ``demo``) and is imported when the command runs, so
+(``train``, ``restore``, ``evaluate``, ``demo``, ``import_weights``) and is imported when the command runs, so
 ``--help`` stays fast.
 """
 
@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": ("helpers.demo", "demo_command"),
     "notebooks": ("helpers.notebooks", "notebooks_command"),
     "colab-links": ("helpers.notebooks", "colab_links_command"),
+    "import-weights": ("helpers.import_weights", "import_weights_command"),
 }
 
 NETWORKS = ("dncnn", "unet", "edsr")
@@ -196,6 +197,9 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--y-channel", action="store_true", help="also report PSNR/SSIM on the Y channel")
     parser.add_argument("--sigma", type=float, default=25.0, help="denoise: noise level on the 0-255 scale")
+    parser.add_argument("--noise-protocol", default="clipped", choices=["clipped", "paper"],
+                        help="denoise: clipped = noisy image clipped to [0, 1] and rounded to 8 bits (a saved photo; "
+                             "default); paper = float noise, unclipped, as in published tables")
     parser.add_argument("--scale", type=int, default=2, help="sr: upscaling factor")
     parser.add_argument("--downscale", default="area", choices=["area", "bicubic", "opencv-bicubic"],
                         help="sr: how the low-res input is made (area: like the sample set's frames; bicubic: antialiased, "
@@ -230,12 +234,27 @@ def _add_colab_links_parser(commands: argparse._SubParsersAction) -> None:
                         help="what the setup cells clone instead of https://github.com/OWNER/NAME (a mirror)")
 
 
+def _add_import_weights_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "import-weights",
+        help="convert published weights (the DnCNN authors' MatConvNet models, EDSR-PyTorch) into a checkpoint",
+        description="dncnn-matconvnet: a MatConvNet .mat (v7.3 or v5) of the DnCNN authors' colour models, e.g. "
+        "GD_Color_Blind.mat (CDnCNN-B). edsr-pytorch: an EDSR-PyTorch state dict, e.g. edsr_baseline_x2-1bc95232.pt "
+        "(verified on the file's published structure only). Their normalisation is folded exactly into this "
+        "project's; the checkpoint loads like any other (evaluate --weights OUT.pt, restore --weights).",
+    )
+    parser.add_argument("kind", choices=["dncnn-matconvnet", "edsr-pytorch"])
+    parser.add_argument("source", help="the published file")
+    parser.add_argument("-o", "--output", required=True, help="checkpoint to write (e.g. outputs/cdncnn_b.pt)")
+    parser.add_argument("--overwrite", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train_parser, _add_restore_parser, _add_evaluate_parser, _add_demo_parser, _add_notebooks_parser,
-                _add_colab_links_parser):
+                _add_colab_links_parser, _add_import_weights_parser):
         add(commands)
     return parser
 

@@ -44,6 +44,7 @@ from .models import UnsharpMask
 
 __all__ = [
     "STAGE_LABELS",
+    "NOISE_PROTOCOLS",
     "Evaluation",
     "upscale_bicubic",
     "image_metrics",
@@ -68,6 +69,10 @@ STAGE_LABELS = {
 }
 UNSHARP_BASELINE = "bicubic + unsharp"
 TARGET = "target"
+NOISE_PROTOCOLS = {
+    "clipped": "noisy image clipped to [0, 1] and rounded to 8 bits, like a saved photo",
+    "paper": "float noise, not clipped, not rounded, as in denoising papers' tables",
+}
 
 
 class Evaluation(NamedTuple):
@@ -256,22 +261,34 @@ def _file_stem(name: str) -> str:
 # ----------------------------------------------------------------------------- single stages
 
 
+def _input_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A degraded RGB image as a (1, 3, H, W) batch: uint8 (a saved image) or float32 (the paper's unclipped noise)."""
+    if image.dtype == np.uint8:
+        return image_to_tensor(image, device)
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+
+
 def _run_model(model: nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 -> uint8 through ``model`` in float32 on ``device`` (no autocast: benchmark numbers stay exact)."""
+    """uint8 or float32 image -> uint8 through ``model`` in float32 on ``device`` (no autocast: benchmark numbers stay exact)."""
     prepared = prepare_for_inference(model, device)
 
     def run(image: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return tensor_to_image(prepared(image_to_tensor(image, device)).clamp(0, 1))[0]
+            return tensor_to_image(prepared(_input_tensor(image, device)).clamp(0, 1))[0]
 
     return run
 
 
+def _models_by_label(model: nn.Module | Mapping[str, nn.Module]) -> dict[str, nn.Module]:
+    """One network (labelled by its class name) or several, labelled as given."""
+    return dict(model) if isinstance(model, Mapping) else {type(model).__name__: model}
+
+
 def _evaluate_single(
-    model: nn.Module,
+    models: Mapping[str, nn.Module],
     images: Sequence[np.ndarray] | Mapping[str, np.ndarray],
     degrade: Callable[[np.ndarray, int], np.ndarray],
-    labels: tuple[str, str],
+    baseline_label: str,
     *,
     prepare_target: Callable[[np.ndarray], np.ndarray] = lambda image: image,
     baseline: Callable[[np.ndarray, np.ndarray], np.ndarray] = lambda degraded, target: degraded,
@@ -282,12 +299,11 @@ def _evaluate_single(
     keep_examples: int = 3,
     desc: str = "evaluating",
 ) -> Evaluation:
-    """Shared loop: degrade each clean image, measure the baseline(s) and the model's output against it."""
+    """Shared loop: degrade each clean image, measure the baseline(s) and each model's output against it."""
     named = dict(images) if isinstance(images, Mapping) else {f"{index:04d}": image for index, image in enumerate(images)}
     device = pick_device(device)
-    run = _run_model(model, device)
+    runs = {label: _run_model(model, device) for label, model in models.items()}
     collector = _Collector(y_channel, crop_border, keep_examples, device)
-    baseline_label, model_label = labels
     for index, (name, image) in enumerate(tqdm(named.items(), desc=desc, unit="image")):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image {name}: expected RGB uint8 (H, W, 3), received {image.dtype} {image.shape}")
@@ -297,32 +313,43 @@ def _evaluate_single(
         measured = {baseline_label: shown_baseline}
         for label, make in (extra_baselines or {}).items():
             measured[label] = make(shown_baseline)
-        measured[model_label] = run(degraded)
+        for label, run in runs.items():
+            measured[label] = run(degraded)
         collector.add(name, measured, target)
     return collector.result()
 
 
 def evaluate_denoising(
-    model: nn.Module,
+    model: nn.Module | Mapping[str, nn.Module],
     images: Sequence[np.ndarray] | Mapping[str, np.ndarray],
     sigma: float = 25.0,
     seed: int = 0,
     *,
+    noise_protocol: str = "clipped",
     device: str = "auto",
     y_channel: bool = False,
     keep_examples: int = 3,
 ) -> Evaluation:
-    """Denoising (e.g. CBSD68, sigma 25): clean uint8 images + white Gaussian noise -> model -> PSNR/SSIM.
+    """Denoising (e.g. CBSD68, sigma 25): clean uint8 images + white Gaussian noise -> model(s) -> PSNR/SSIM.
 
-    Image ``i`` gets noise from ``np.random.default_rng([seed, i])`` (``helpers.degrade.add_gaussian_noise``,
-    clipped to [0, 1]) and is rounded to 8 bits like a saved noisy photo. Rows: "noisy input", model.
+    ``model``: one network, or a dict {label: network} to compare several on the same noisy images.
+    Image ``i`` gets noise from ``np.random.default_rng([seed, i])`` (``helpers.degrade.add_gaussian_noise``).
+    ``noise_protocol`` (``NOISE_PROTOCOLS``): "clipped" clips the noisy image to [0, 1] and rounds it to
+    8 bits like a saved noisy photo; "paper" feeds the float noisy image unclipped, as denoising papers do
+    (their tables are not comparable with "clipped" ones). Outputs are measured in 8 bits either way.
+    Rows: "noisy input (sigma S, PROTOCOL)" (measured in 8 bits in both protocols), then each model.
     """
+    if noise_protocol not in NOISE_PROTOCOLS:
+        raise ValueError(f"noise_protocol: expected one of {', '.join(NOISE_PROTOCOLS)}, received {noise_protocol!r}")
 
     def noisy(image: np.ndarray, index: int) -> np.ndarray:
-        return uint8_image(add_gaussian_noise(float_image(image), sigma, np.random.default_rng([seed, index])))
+        rng = np.random.default_rng([seed, index])
+        degraded = add_gaussian_noise(float_image(image), sigma, rng, clip=noise_protocol == "clipped")
+        return uint8_image(degraded) if noise_protocol == "clipped" else degraded
 
     return _evaluate_single(
-        model, images, noisy, (f"noisy input (sigma {sigma:g})", type(model).__name__),
+        _models_by_label(model), images, noisy, f"noisy input (sigma {sigma:g}, {noise_protocol})",
+        baseline=lambda degraded, target: degraded if noise_protocol == "clipped" else uint8_image(degraded),
         y_channel=y_channel, device=device, keep_examples=keep_examples, desc="evaluating denoising",
     )
 
@@ -366,7 +393,7 @@ def evaluate_super_resolution(
         return upscale_bicubic(degraded, *target.shape[:2])
 
     return _evaluate_single(
-        model, images, low_res, (f"bicubic x{scale}", type(model).__name__),
+        _models_by_label(model), images, low_res, f"bicubic x{scale}",
         prepare_target=lambda image: _crop_to_multiple(image, scale), baseline=bicubic,
         y_channel=y_channel, crop_border=crop_border, device=device, keep_examples=keep_examples,
         desc=f"evaluating x{scale} super-resolution",
@@ -395,7 +422,7 @@ def evaluate_deblurring(
         return uint8_image(motion_blur(float_image(image), rng, max_shift=max_shift))
 
     return _evaluate_single(
-        model, images, blurred, ("blurry input", type(model).__name__),
+        _models_by_label(model), images, blurred, "blurry input",
         extra_baselines={"blurry + unsharp": unsharp.apply_uint8},
         y_channel=y_channel, device=device, keep_examples=keep_examples, desc="evaluating deblurring",
     )
@@ -543,8 +570,11 @@ def run_task(args: argparse.Namespace) -> tuple[Evaluation, str]:
     images = _clean_images(args.data, args.limit)
     common = {"device": args.device}
     if args.task == "denoise":
-        evaluation = evaluate_denoising(model, images, args.sigma, args.seed, y_channel=args.y_channel, **common)
-        return evaluation, f"Denoising, sigma {args.sigma:g}, on {args.data} ({len(images)} images)"
+        evaluation = evaluate_denoising(
+            model, images, args.sigma, args.seed, noise_protocol=args.noise_protocol, y_channel=args.y_channel, **common
+        )
+        protocol = f"{args.noise_protocol} noise protocol: {NOISE_PROTOCOLS[args.noise_protocol]}"
+        return evaluation, f"Denoising, sigma {args.sigma:g}, on {args.data} ({len(images)} images); {protocol}"
     if args.task == "sr":
         evaluation = evaluate_super_resolution(model, images, args.scale, downscale_method=args.downscale, **common)
         return evaluation, f"x{args.scale} super-resolution (Y channel, border {args.scale}) on {args.data} ({len(images)} images)"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import check_image_batch
+from .checks import RANGE_TOLERANCE, check_image_batch
 from .io import image_to_tensor, tensor_to_image
 
 __all__ = ["ImageNorm", "DnCNN", "UNet", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters"]
@@ -48,54 +48,92 @@ def _zero_init(layer: nn.Conv2d) -> None:
 
 
 class _Network(nn.Module):
-    """Shared behaviour: input validation, the architecture record checkpoints need."""
+    """Shared behaviour: input validation, the architecture record checkpoints need, the first layer's border.
+
+    ``pad_colour`` (an RGB colour in [0, 1], or None) is what the first 3x3 convolution sees beyond the
+    image edge. None zero-pads the normalised input, i.e. pads with the ImageNet mean colour: how this
+    project's networks are trained. Networks imported from their authors set the colour their authors'
+    convolution saw there (black for DnCNN, which normalises nothing; the DIV2K mean for EDSR), so that
+    folding their normalisation into ours is exact at the image borders too.
+    """
 
     name: str = ""
     min_size: int = 1
+    input_tolerance: float = RANGE_TOLERANCE  # how far inputs may stray outside [0, 1]
 
     def __init__(self, **arch_kwargs: Any) -> None:
         super().__init__()
         self.arch_kwargs = arch_kwargs
         self.norm = ImageNorm()
+        colour = arch_kwargs.get("pad_colour")
+        colour = None if colour is None else torch.tensor(colour, dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("pad_colour", colour, persistent=False)
 
     @property
     def arch(self) -> dict[str, Any]:
         """Architecture name and constructor arguments: enough to rebuild the model from a checkpoint."""
         return {"name": self.name, "kwargs": dict(self.arch_kwargs)}
 
+    @property
+    def first_padding(self) -> int:
+        """Padding of the first 3x3 convolution: 1, or 0 when ``_pad_input`` pads with ``pad_colour`` instead."""
+        return 1 if self.pad_colour is None else 0
+
+    def _pad_input(self, normalized: torch.Tensor) -> torch.Tensor:
+        """The normalised input, padded by one pixel of ``pad_colour`` when that is set (else unchanged)."""
+        if self.pad_colour is None:
+            return normalized
+        fill = self.norm.normalize(self.pad_colour).to(normalized.dtype)
+        return nn.functional.pad(normalized - fill, (1, 1, 1, 1)) + fill
+
     def _check(self, images: torch.Tensor) -> None:
-        check_image_batch(images, name=f"{type(self).__name__} input", min_size=self.min_size)
+        check_image_batch(images, name=f"{type(self).__name__} input", min_size=self.min_size, tolerance=self.input_tolerance)
 
 
 class DnCNN(_Network):
     """DnCNN (Zhang et al., IEEE TIP 2017): residual learning of Gaussian noise.
 
     Args:
-        depth: number of convolution layers (17 in the paper).
+        depth: number of convolution layers (17 in the paper; 20 in the authors' colour blind model).
         channels: feature channels of the hidden layers (64).
         image_channels: 3 for colour (CDnCNN).
+        batch_norm: True (default): layers 2..depth-1 are Conv+BN+ReLU without conv bias, as trained.
+            False: Conv+ReLU with conv bias, the form of the authors' released models, whose batch
+            norm was folded into the convolutions.
+        pad_colour: what the first convolution sees beyond the border (see ``_Network``); None.
 
-    Layer 1 is Conv+ReLU, layers 2..depth-1 Conv+BN+ReLU (no conv bias: BN has one), the last a
-    Conv that predicts the noise; the output is input minus predicted noise. That last conv starts
-    at zero, so an untrained network is the identity and training starts from the input's quality
-    (it then learns faster than from random noise predictions). The colour default has 558,403 parameters. Inputs must be at least as large as the receptive field
-    (2 * depth + 1 = 35 pixels) so that every output pixel sees real image content.
+    Layer 1 is Conv+ReLU, the middle layers as above, the last a Conv that predicts the noise; the
+    output is input minus predicted noise. That last conv starts at zero, so an untrained network is
+    the identity and training starts from the input's quality (it then learns faster than from random
+    noise predictions). The colour default has 558,403 parameters; ``DnCNN(depth=20, batch_norm=False)``
+    668,227. Inputs must be at least as large as the receptive field (2 * depth + 1 = 35 pixels) so that
+    every output pixel sees real image content. Noisy inputs may overshoot [0, 1] by up to 2 (papers add
+    noise without clipping: 10 sigma at sigma 50); a 0-255 image is still refused.
     """
 
     name = "dncnn"
+    input_tolerance = 2.0
 
-    def __init__(self, depth: int = 17, channels: int = 64, image_channels: int = 3) -> None:
-        super().__init__(depth=depth, channels=channels, image_channels=image_channels)
+    def __init__(
+        self,
+        depth: int = 17,
+        channels: int = 64,
+        image_channels: int = 3,
+        batch_norm: bool = True,
+        pad_colour: tuple[float, float, float] | None = None,
+    ) -> None:
+        super().__init__(
+            depth=depth, channels=channels, image_channels=image_channels, batch_norm=batch_norm, pad_colour=pad_colour
+        )
         if depth < 3:
             raise ValueError(f"DnCNN depth: expected >= 3, received {depth}")
         self.min_size = 2 * depth + 1
-        layers: list[nn.Module] = [nn.Conv2d(image_channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(image_channels, channels, 3, padding=self.first_padding), nn.ReLU(inplace=True)
+        ]
         for _ in range(depth - 2):
-            layers += [
-                nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-                nn.ReLU(inplace=True),
-            ]
+            layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm))
+            layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)] if batch_norm else [nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(channels, image_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
         _zero_init(self.body[-1])
@@ -103,7 +141,7 @@ class DnCNN(_Network):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check(images)
         normalized = self.norm.normalize(images)
-        return self.norm.denormalize(normalized - self.body(normalized))
+        return self.norm.denormalize(normalized - self.body(self._pad_input(normalized)))
 
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -209,9 +247,11 @@ class EDSR(_Network):
             paper has no such skip; with it, and the tail conv starting at zero, an untrained
             network is bicubic interpolation and only the missing detail is learned, which trains
             far faster on small data. ``upsample_skip=False`` is the paper's network exactly.
+        pad_colour: what the head convolution sees beyond the border (see ``_Network``); None.
 
     Head conv, residual blocks without batch norm, a body conv with a global skip, a pixel-shuffle
-    upsampler and a tail conv. The paper's "mean shift" is ``ImageNorm``. The skip adds no
+    upsampler and a tail conv. The paper's "mean shift" is ``ImageNorm`` (``helpers.import_weights``
+    folds the authors' into it, with ``pad_colour`` their DIV2K mean). The skip adds no
     parameters. Output is exactly ``scale`` times the input size.
     """
 
@@ -226,6 +266,7 @@ class EDSR(_Network):
         res_scale: float = 1.0,
         image_channels: int = 3,
         upsample_skip: bool = True,
+        pad_colour: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__(
             scale=scale,
@@ -234,9 +275,10 @@ class EDSR(_Network):
             res_scale=res_scale,
             image_channels=image_channels,
             upsample_skip=upsample_skip,
+            pad_colour=pad_colour,
         )
         self.scale, self.upsample_skip = scale, upsample_skip
-        self.head = nn.Conv2d(image_channels, channels, 3, padding=1)
+        self.head = nn.Conv2d(image_channels, channels, 3, padding=self.first_padding)
         self.body = nn.Sequential(
             *[_ResidualBlock(channels, res_scale) for _ in range(num_blocks)], nn.Conv2d(channels, channels, 3, padding=1)
         )
@@ -247,7 +289,7 @@ class EDSR(_Network):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check(images)
         normalized = self.norm.normalize(images)
-        features = self.head(normalized)
+        features = self.head(self._pad_input(normalized))
         output = self.tail(self.body(features).add_(features))
         if self.upsample_skip:
             output = output + nn.functional.interpolate(

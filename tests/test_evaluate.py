@@ -162,10 +162,51 @@ def test_denoising_identity_model_gives_the_noisy_input_psnr(photo):
     noisy = np.round(np.clip(photo / np.float32(255) + noise, 0, 1) * 255).astype(np.uint8)
     expected = peak_signal_noise_ratio(photo, noisy, data_range=255)
     noisy_row, model_row = evaluation.table
-    assert noisy_row["method"] == "noisy input (sigma 25)" and model_row["method"] == "Identity"
+    assert noisy_row["method"] == "noisy input (sigma 25, clipped)" and model_row["method"] == "Identity"
     assert noisy_row["psnr"] == pytest.approx(expected, abs=0.02)
     assert model_row["psnr"] == pytest.approx(noisy_row["psnr"], abs=1e-6)
     assert 20.0 < expected < 20.8  # sigma 25 noise: 20*log10(255/25) = 20.17 dB, a little more after clipping
+
+
+class InputRecorder(nn.Module):
+    """Identity that keeps what it was fed (in a class attribute: the evaluator runs a deep copy)."""
+
+    seen: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        InputRecorder.seen.append(images.clone())
+        return images
+
+
+@pytest.mark.parametrize("protocol", ["clipped", "paper"])
+def test_noise_protocols_feed_the_network_what_they_say(photo, protocol):
+    """paper: photo + float noise, unclipped and unrounded (Zhang et al.'s test code); clipped: a saved 8-bit photo."""
+    InputRecorder.seen.clear()
+    evaluation = evaluate_denoising(InputRecorder(), [photo], sigma=50, seed=5, noise_protocol=protocol, device="cpu")
+    rng = np.random.default_rng([5, 0])
+    noisy = photo / np.float32(255) + rng.standard_normal(photo.shape, dtype=np.float32) * np.float32(50 / 255)
+    if protocol == "clipped":
+        noisy = np.round(np.clip(noisy, 0, 1) * 255) / 255
+    fed = InputRecorder.seen[0][0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(fed, noisy, atol=1e-6, rtol=0)
+    assert (fed.min() < -0.1 and fed.max() > 1.1) == (protocol == "paper")
+    assert evaluation.table[0]["method"] == f"noisy input (sigma 50, {protocol})"
+    with pytest.raises(ValueError, match="noise_protocol: expected one of clipped, paper"):
+        evaluate_denoising(nn.Identity(), [photo], noise_protocol="matlab", device="cpu")
+
+
+class Darker(nn.Module):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images * 0.9
+
+
+def test_denoising_compares_several_networks_on_the_same_noisy_images(photo):
+    both = evaluate_denoising({"ours": nn.Identity(), "theirs": Darker()}, [photo], sigma=25, seed=3, device="cpu")
+    assert [row["method"] for row in both.table] == ["noisy input (sigma 25, clipped)", "ours", "theirs"]
+    for row, model in zip(both.table[1:], (nn.Identity(), Darker())):
+        alone = evaluate_denoising(model, [photo], sigma=25, seed=3, device="cpu")
+        assert row["psnr"] == pytest.approx(alone.table[1]["psnr"], abs=1e-9)
+    assert both.table[2]["psnr"] < both.table[1]["psnr"] - 1
 
 
 def test_super_resolution_matches_the_sr_convention(photo):
@@ -235,6 +276,16 @@ def test_evaluate_cli_single_tasks(task, model, weights_dir, photo, tmp_path, ca
         rows = list(csv.DictReader(handle))
     assert len(rows) >= 2 and rows[0]["method"] in capsys.readouterr().out
     assert read_image(out / f"{task}_grid.png").ndim == 3
+
+
+def test_evaluate_cli_prints_the_noise_protocol(weights_dir, photo, tmp_path, capsys):
+    write_image(tmp_path / "images" / "a.png", photo)
+    for protocol in ("clipped", "paper"):
+        code = main(["evaluate", "--task", "denoise", "--data", str(tmp_path / "images"), "--weights",
+                     str(weights_dir / "dncnn.pt"), "--out", str(tmp_path / protocol), "--noise-protocol", protocol])
+        printed = capsys.readouterr().out
+        assert code == 0 and f"{protocol} noise protocol" in printed and f"| noisy input (sigma 25, {protocol})" in printed
+        assert f"{protocol} noise protocol" in (tmp_path / protocol / "denoise.md").read_text()
 
 
 def test_evaluate_cli_names_missing_weights(tmp_path, photo):

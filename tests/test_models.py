@@ -159,3 +159,49 @@ def test_untrained_residual_networks_are_the_identity() -> None:
     with torch.no_grad():
         torch.testing.assert_close(DnCNN()(images), images, atol=1e-5, rtol=0)
         torch.testing.assert_close(UNet()(images), images, atol=1e-5, rtol=0)
+
+
+def test_dncnn_with_folded_batch_norm_is_the_authors_released_size() -> None:
+    """CDnCNN-B as released: 20 convolutions with bias, no batch norm: (3->64), 18 x (64->64), (64->3)."""
+    model = DnCNN(depth=20, batch_norm=False)
+    conv = lambda cin, cout: cin * cout * 9 + cout  # noqa: E731 - a formula
+    assert count_parameters(model) == conv(3, 64) + 18 * conv(64, 64) + conv(64, 3) == 668_227
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules())
+    assert model.min_size == 41 and build_model("dncnn", **model.arch["kwargs"]).arch == model.arch
+
+
+@pytest.mark.parametrize("make", [lambda **kw: DnCNN(depth=4, channels=8, **kw), lambda **kw: EDSR(num_blocks=1, channels=8, **kw)])
+def test_pad_colour_is_what_the_first_convolution_sees_beyond_the_border(make) -> None:
+    """Padding with the ImageNet mean colour is the default zero padding of the normalised input; black is
+    the zero padding of the [0, 1] input, i.e. the first convolution applied to the explicitly padded image."""
+    from conftest import without_identity_start
+
+    torch.manual_seed(0)
+    default = without_identity_start(make()).eval()
+    as_mean, as_black = make(pad_colour=ImageNorm().mean.flatten().tolist()), make(pad_colour=(0.0, 0.0, 0.0))
+    as_mean.load_state_dict(default.state_dict()), as_black.load_state_dict(default.state_dict())
+    images = torch.rand(1, 3, 24, 20)
+    first = default.body[0] if isinstance(default, DnCNN) else default.head
+    with torch.no_grad():
+        torch.testing.assert_close(as_mean.eval()(images), default(images), atol=1e-5, rtol=0)
+        padded = torch.nn.functional.pad(images, (1, 1, 1, 1))  # black, in [0, 1]
+        expected = torch.nn.functional.conv2d(default.norm.normalize(padded), first.weight, first.bias)
+        seen = {}
+        hook = (as_black.body[0] if isinstance(as_black, DnCNN) else as_black.head).register_forward_hook(
+            lambda module, inputs, output: seen.update(first=output.clone()))  # before the in-place ReLU
+        as_black.eval()(images)
+        hook.remove()
+    torch.testing.assert_close(seen["first"], expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(as_black(images), default(images), atol=1e-4)
+
+
+def test_dncnn_accepts_unclipped_noisy_input_but_not_the_0_255_scale() -> None:
+    model = DnCNN(depth=3, channels=4).eval()
+    noisy = torch.rand(1, 3, 16, 16) + torch.randn(1, 3, 16, 16) * 50 / 255  # the paper's float noise
+    assert noisy.min() < 0 and noisy.max() > 1
+    with torch.no_grad():
+        assert model(noisy).shape == noisy.shape
+    with pytest.raises(ValueError, match="expected values in \\[0, 1\\]"):
+        model(torch.rand(1, 3, 16, 16) * 255)
+    with pytest.raises(ValueError, match="expected values in \\[0, 1\\]"):
+        UNet()(noisy)
