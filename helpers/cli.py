@@ -44,6 +44,20 @@ def _sigma(text: str) -> float | tuple[float, float]:
     raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH with LOW <= HIGH, received {text!r}")
 
 
+def _max_pixels(text: str) -> int:
+    """A pixel limit: a positive integer up to Pillow's own decompression-bomb ceiling (its header parser's)."""
+    from PIL import Image
+
+    ceiling = 2 * Image.MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, received {text!r}") from None
+    if not 0 < value <= ceiling:
+        raise argparse.ArgumentTypeError(f"expected 1 to {ceiling:,} pixels (Pillow's ceiling), received {text}")
+    return value
+
+
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="train one network of the cascade")
     parser.add_argument("model", choices=["dncnn", "unet", "edsr"])
@@ -122,7 +136,9 @@ def _add_restore_parser(commands: argparse._SubParsersAction) -> None:
             "  outputs keep their input's name; videos become <stem>.mp4 (mp4v, same frame rate, no audio)\n"
             "formats: grey stays grey; RGBA keeps its alpha (resized bilinearly); palette images become RGB;\n"
             "  16-bit images are restored at 8-bit precision and written back 16-bit (PNG/TIFF) or 8-bit (others)\n"
-            "failures: each bad file is reported and skipped; exit code 1 if any failed, 2 on setup errors"
+            "  (what a file is, is decided by its content; hidden and .partial files in folders are skipped)\n"
+            "failures: each bad file is reported and skipped; exit code 1 if any failed, 2 on setup errors;\n"
+            "  --skip-existing resumes an interrupted batch"
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
@@ -136,7 +152,14 @@ def _add_restore_parser(commands: argparse._SubParsersAction) -> None:
                         help="tile size in input pixels, to bound memory on large images (default 0: whole images "
                              "up to 1280x720 input pixels, 512-pixel tiles above that)")
     parser.add_argument("--fp32", action="store_true", help="never use half precision")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--max-pixels", type=_max_pixels, default=None,
+                        help="refuse images and video frames of more pixels, from their header, before decoding "
+                             "(default 67,108,864 = 8192x8192: 8K frames and 61 MP photos pass); the README says "
+                             "how much memory a size needs")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="keep outputs that exist and go on (resumes an interrupted batch; reported as skipped)")
     _add_device(parser)
 
 
