@@ -219,7 +219,8 @@ def test_evaluate_cli_single_tasks(task, model, weights_dir, photo, tmp_path, ca
     assert read_image(out / f"{task}_grid.png").ndim == 3
 
 
-def test_evaluate_cli_names_missing_weights(tmp_path, photo):
+def test_evaluate_cli_names_missing_weights(tmp_path, photo, capsys):
     write_image(tmp_path / "images" / "a.png", photo)
-    with pytest.raises(FileNotFoundError, match="dncnn.pt"):
-        main(["evaluate", "--task", "denoise", "--data", str(tmp_path / "images"), "--weights", str(tmp_path), "--device", "cpu"])
+    assert main(["evaluate", "--task", "denoise", "--data", str(tmp_path / "images"), "--weights", str(tmp_path), "--device", "cpu"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and str(tmp_path / "dncnn.pt") in errors[0]
