@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from typing import Sequence
 
@@ -42,6 +43,17 @@ def _sigma(text: str) -> float | tuple[float, float]:
     if len(values) == 2 and values[0] <= values[1]:
         return values
     raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH with LOW <= HIGH, received {text!r}")
+
+
+def _share(text: str) -> float:
+    """A share strictly between 0 and 1 (a held-out fraction: some data must be left on each side)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (exclusive), received {text!r}")
+    return value
 
 
 def _max_pixels(text: str) -> int:
@@ -87,7 +99,7 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--colour-augment", type=float, default=0.0, metavar="P",
                         help="probability that a training patch pair gets a random channel order and channel gains "
                              "(more colours from a small set: a denoiser trained on few colour photos greys saturated ones)")
-    parser.add_argument("--val-fraction", type=float, default=None,
+    parser.add_argument("--val-fraction", type=_share, default=None,
                         help="share of training sequences (photos: of each folder's photos) held out (default 0.2; photos 0.05)")
     parser.add_argument("--val-patch", type=int, default=128, help="validation crop size (0: whole frames)")
     parser.add_argument("--synthetic-blur", type=float, default=0.0, metavar="P",
