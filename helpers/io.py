@@ -38,6 +38,7 @@ EXIF_ORIENTATION_TAG = 0x0112
 # Formats whose EXIF orientation OpenCV ignores with IMREAD_UNCHANGED; libtiff applies a TIFF's own orientation.
 EXIF_ORIENTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
 PARTIAL_MARKER = ".partial"  # in the names of atomic_path's temporary files
+CONVERSION_ROWS = 256  # tensor_to_image converts this many rows at a time (bounded temporaries)
 
 
 def _default_file_mode() -> int:
@@ -312,14 +313,22 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
-    """Float (N, 3, H, W) or (3, H, W) in [0, 1] -> RGB uint8 (N, H, W, 3) or (H, W, 3), rounded."""
+    """Float (N, 3, H, W) or (3, H, W) in [0, 1] -> RGB uint8 (N, H, W, 3) or (H, W, 3), rounded.
+
+    Converted in blocks of ``CONVERSION_ROWS`` rows, so the only full-size copy is the uint8 result
+    (converting at once held three float copies: 144 bytes per pixel of a 3-channel image, 12 GB at 8K x2).
+    """
     squeeze = tensor.ndim == 3
     if squeeze:
         tensor = tensor[None]
     if tensor.ndim != 4:
         raise ValueError(f"expected a tensor (N, C, H, W) or (C, H, W), got shape {tuple(tensor.shape)}")
-    array = tensor.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    array = array.permute(0, 2, 3, 1).cpu().numpy()
+    batch, channels, height, width = tensor.shape
+    array = torch.empty((batch, height, width, channels), dtype=torch.uint8)
+    for top in range(0, height, CONVERSION_ROWS):
+        block = tensor[:, :, top : top + CONVERSION_ROWS].detach().float().clamp(0, 1).mul_(255.0).round_()
+        array[:, top : top + CONVERSION_ROWS] = block.to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    array = array.numpy()
     return array[0] if squeeze else array
 
 

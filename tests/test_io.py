@@ -211,3 +211,11 @@ def test_stale_partial_files_of_a_destination_are_removed_on_its_next_write(tmp_
     with atomic_path(tmp_path / "last.pt") as temp:
         temp.write_bytes(b"checkpoint")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.png", "last.pt"] + [p.name for p in others])
+
+
+def test_tensor_to_image_in_row_blocks_matches_a_whole_conversion() -> None:
+    torch.manual_seed(0)
+    tensor = torch.rand(2, 3, 2 * helpers.io.CONVERSION_ROWS + 37, 19) * 1.4 - 0.2  # some values outside [0, 1]
+    expected = np.clip(np.rint(tensor.permute(0, 2, 3, 1).numpy().astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(tensor_to_image(tensor), expected)
+    np.testing.assert_array_equal(tensor_to_image(tensor[1]), expected[1])

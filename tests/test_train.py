@@ -584,3 +584,18 @@ def test_val_fraction_must_be_a_share(value, tmp_path, capsys):
         build_parser().parse_args(cli_train_args(tmp_path, "--val-fraction", value))
     assert "--val-fraction: expected a share between 0 and 1 (exclusive)" in capsys.readouterr().err
     assert build_parser().parse_args(cli_train_args(tmp_path, "--val-fraction", "0.3")).val_fraction == 0.3
+
+
+def test_init_from_an_absurd_architecture_is_refused_in_one_line(cache_root, tmp_path, monkeypatch, capsys):
+    from helpers.checkpoint import CHECKPOINT_FORMAT
+
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    small = DnCNN(depth=3, channels=4)
+    torch.save({"format": CHECKPOINT_FORMAT, "arch": {"name": "dncnn", "kwargs": {**small.arch["kwargs"], "channels": 10**9}},
+                "model": small.state_dict()}, tmp_path / "absurd.pt")
+    args = cli_train_args(tmp_path / "run", "--init", str(tmp_path / "absurd.pt"))
+    assert train_command(build_parser().parse_args(args)) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert errors == [f"error: {tmp_path / 'absurd.pt'}: dncnn argument channels=1000000000 is outside 0..4096; "
+                      "refused before building (a damaged or hostile file)"]
