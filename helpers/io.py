@@ -100,7 +100,7 @@ def read_image_header(path: str | os.PathLike, max_pixels: int | None = DEFAULT_
                 header = ImageHeader(image.format or "?", *image.size, orientation=_exif_orientation(image))
     except Image.DecompressionBombError as error:  # Pillow's own ceiling, above any max_pixels we accept
         raise ImageReadError(f"{path}: refused before decoding: {error}") from None
-    except Exception:
+    except Exception:  # what Pillow cannot parse raises one of several types (UnidentifiedImageError, OSError, SyntaxError)
         found = describe_content(path)
         raise ImageReadError(
             f"{path}: not an image: its content is {found}" if found
@@ -110,7 +110,7 @@ def read_image_header(path: str | os.PathLike, max_pixels: int | None = DEFAULT_
     if max_pixels is not None and pixels > max_pixels:
         raise ImageReadError(
             f"{path}: image of {header.width}x{header.height} pixels ({pixels / 1e6:.1f} MP) is above the limit of "
-            f"{max_pixels:,} pixels; refused before decoding (raise the limit, --max-pixels, if it is genuine)"
+            f"{max_pixels:,} pixels; refused before decoding (if it is genuine, raise the limit: restore's --max-pixels)"
         )
     size, allowed = path.stat().st_size, 16 * pixels + METADATA_ALLOWANCE
     if size > allowed:
@@ -138,7 +138,7 @@ def describe_content(path: str | os.PathLike) -> str | None:
         head = handle.read(16)
     container = video_container(head)
     if container:
-        return f"an {container} video" if container[0] in "AEIMO" else f"a {container} video"
+        return f"{'a' if container == 'Matroska' else 'an'} {container} video"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -409,7 +409,7 @@ def read_video_frames(path: str | os.PathLike, max_pixels: int | None = DEFAULT_
         capture.release()
         raise VideoReadError(
             f"{path}: frames of {width}x{height} pixels are above the limit of {max_pixels:,} pixels; refused before "
-            "decoding (raise the limit, --max-pixels, if they are genuine)"
+            "decoding (if they are genuine, raise the limit: restore's --max-pixels)"
         )
     ok, frame = capture.read() if capture.isOpened() else (False, None)
     if not ok or frame is None:

@@ -75,22 +75,33 @@ def realblur_members() -> dict[str, bytes]:
     return members
 
 
-def zip_bytes(members: dict[str, bytes], top: str) -> bytes:
+def zip_bytes(members: dict[str, bytes], top: str, symlinks: dict[str, str] | None = None) -> bytes:
+    """A zip of ``members`` under ``top``, plus ``symlinks`` (name -> target) stored as Info-ZIP stores links."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(top + name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3  # Unix
+            info.external_attr = (0o120777 << 16)  # S_IFLNK | 0777
+            archive.writestr(info, target)
     return buffer.getvalue()
 
 
-def tgz_bytes(members: dict[str, bytes]) -> bytes:
-    """A tar.gz with file entries only (no directory entries), the harder case for member selection."""
+def tgz_bytes(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None) -> bytes:
+    """A tar.gz with file entries only (no directory entries), the harder case for member selection, plus
+    ``links`` (name -> (tarfile.SYMTYPE or LNKTYPE, target))."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            archive.addfile(info)
     return buffer.getvalue()
 
 
@@ -476,32 +487,6 @@ def test_failing_realblur_sources_say_where_to_fetch_it_by_hand(server: FixtureS
 # ----------------------------------------------------------------------------- hostile archives
 
 
-def zip_with_symlink(members: dict[str, bytes], top: str, link: str, target: str) -> bytes:
-    """A zip whose member ``link`` is a symbolic link to ``target`` (Unix mode bits, as Info-ZIP stores links)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(top + name, data)
-        info = zipfile.ZipInfo(link)
-        info.create_system = 3  # Unix
-        info.external_attr = (0o120777 << 16)  # S_IFLNK | 0777
-        archive.writestr(info, target)
-    return buffer.getvalue()
-
-
-def tgz_with_link(members: dict[str, bytes], link: str, target: str, kind: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        info = tarfile.TarInfo(link)
-        info.type, info.linkname = kind, target
-        archive.addfile(info)
-    return buffer.getvalue()
-
-
 def test_archive_whose_root_is_its_parent_is_refused(tmp_path: Path) -> None:
     """Members under ../ must not make --dest itself the dataset root (it held the user's own GOPRO-like tree)."""
     dest = tmp_path / "datasets"
@@ -523,7 +508,7 @@ def test_archive_whose_root_is_its_parent_is_refused(tmp_path: Path) -> None:
 def test_zip_with_a_symlink_member_is_refused(tmp_path: Path) -> None:
     link = "GOPRO_Large/train/GOPR0372_07_00/sharp/000003.png"
     archive = tmp_path / "GOPRO_Large.zip"
-    archive.write_bytes(zip_with_symlink(gopro_members(), "GOPRO_Large/", link, "/etc/hostname"))
+    archive.write_bytes(zip_bytes(gopro_members(), "GOPRO_Large/", symlinks={link: "/etc/hostname"}))
     result = run_script("gopro", "--archive", str(archive), dest=tmp_path / "datasets")
     assert result.returncode != 0
     assert f"unsafe archive member {link} (a symbolic link)" in result.stderr
@@ -534,7 +519,7 @@ def test_zip_with_a_symlink_member_is_refused(tmp_path: Path) -> None:
 def test_tar_with_a_link_member_is_refused(tmp_path: Path, kind: bytes, what: str) -> None:
     link = f"{REALBLUR_J}/scene001/gt/gt_9.png"
     archive = tmp_path / "RealBlur.tar.gz"
-    archive.write_bytes(tgz_with_link(realblur_members(), link, "/etc/hostname", kind))
+    archive.write_bytes(tgz_bytes(realblur_members(), links={link: (kind, "/etc/hostname")}))
     result = run_script("realblur", "--archive", str(archive), dest=tmp_path / "datasets")
     assert result.returncode != 0
     assert f"unsafe archive member {link} ({what})" in result.stderr

@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -16,8 +17,8 @@ from PIL import Image, ImageOps
 
 import helpers.io
 from helpers.io import (
-    DEFAULT_MAX_PIXELS, ImageReadError, atomic_path, image_to_tensor, list_images, read_image, read_image_any,
-    tensor_to_image, write_image,
+    DEFAULT_MAX_PIXELS, ImageReadError, atomic_path, describe_content, image_to_tensor, list_images, read_image,
+    read_image_any, tensor_to_image, write_image,
 )
 
 ORIENTATION_TAG = 0x0112
@@ -219,3 +220,17 @@ def test_tensor_to_image_in_row_blocks_matches_a_whole_conversion() -> None:
     expected = np.clip(np.rint(tensor.permute(0, 2, 3, 1).numpy().astype(np.float64) * 255), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(tensor_to_image(tensor), expected)
     np.testing.assert_array_equal(tensor_to_image(tensor[1]), expected[1])
+
+
+def test_file_content_is_named_from_its_first_bytes(tmp_path) -> None:
+    found = {}
+    for suffix, fourcc in [(".mp4", "mp4v"), (".avi", "MJPG"), (".mkv", "mp4v")]:
+        writer = cv2.VideoWriter(str(tmp_path / f"clip{suffix}"), cv2.VideoWriter_fourcc(*fourcc), 10.0, (32, 24))
+        writer.write(np.zeros((24, 32, 3), np.uint8))
+        writer.release()
+        found[suffix] = describe_content(tmp_path / f"clip{suffix}")
+    found[".jpg"] = describe_content(write_image(tmp_path / "photo.jpg", np.zeros((8, 8, 3), np.uint8)))
+    (tmp_path / "notes.txt").write_text("hello")
+    found[".txt"] = describe_content(tmp_path / "notes.txt")
+    assert found == {".mp4": "an MP4/MOV video", ".avi": "an AVI video", ".mkv": "a Matroska video",
+                     ".jpg": "a JPEG image", ".txt": None}

@@ -268,7 +268,7 @@ def test_bomb_header_is_refused_in_one_line_naming_the_limit(restore, tmp_path, 
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {bomb}: image of 12000x9000 pixels (108.0 MP) is above the limit of {DEFAULT_MAX_PIXELS:,} "
-                      "pixels; refused before decoding (raise the limit, --max-pixels, if it is genuine)"]
+                      "pixels; refused before decoding (if it is genuine, raise the limit: restore's --max-pixels)"]
     assert "restored 1, failed 1" in captured.out
     assert restore(small, "-o", tmp_path / "limited.png", "--max-pixels", "2000") == 1
     assert "small.png: image of 56x40 pixels (0.0 MP) is above the limit of 2,000 pixels" in capsys.readouterr().err
