@@ -5,12 +5,12 @@ resident set size read with ``os.wait4``. Inputs above 1280x720 are tiled automa
 device memory stays bounded; what grows with the size is the host's copies of the image: the decoded input,
 the float32 input tensor, the float32 result at twice the size and the encoded output.
 
-By default the networks are small random ones (DnCNN 5x16, UNet 8x2, EDSR 2x16), because the shipped
+By default the networks are minimal random ones (DnCNN 3x4, UNet 4x1, EDSR 1x4), because the shipped
 weights cost about 4.3 MFLOP per input pixel (141 TFLOP for an 8K photo) on a CPU; their per-tile memory is
-measured separately with ``--weights weights`` on the smallest size. Not part of ``make bench``
-(no ``bench_`` prefix): it takes minutes and a lot of memory.
+measured separately with ``--weights weights --sizes tiny,tiled``. Not part of ``make bench`` (no
+``bench_`` prefix): it takes minutes and a lot of memory.
 
-    python -m bench.restore_memory [--sizes 2k,4k,8k] [--weights DIR]
+    python -m bench.restore_memory [--sizes tiny,2k,4k,8k] [--weights DIR]
 """
 
 from __future__ import annotations
@@ -27,19 +27,20 @@ import cv2
 import numpy as np
 import skimage.data
 
-SIZES = {"tiny": (64, 64), "2k": (2048, 1080), "4k": (3840, 2160), "8k": (7680, 4320)}  # (width, height)
+# (width, height); "tiled" is the smallest automatically tiled size (six 512-pixel tiles): per-tile memory alone
+SIZES = {"tiny": (64, 64), "tiled": (1296, 720), "2k": (2048, 1080), "4k": (3840, 2160), "8k": (7680, 4320)}
 
 
 def small_weights(folder: Path) -> Path:
-    """Random-initialised small cascade networks saved as a weights folder."""
+    """Random-initialised minimal cascade networks saved as a weights folder: the image buffers, not the networks."""
     import torch
 
     from helpers.checkpoint import export_weights
     from helpers.models import EDSR, DnCNN, UNet
 
     torch.manual_seed(0)
-    for name, network in {"dncnn": DnCNN(depth=5, channels=16), "unet": UNet(base_channels=8, depth=2),
-                          "edsr": EDSR(num_blocks=2, channels=16)}.items():
+    for name, network in {"dncnn": DnCNN(depth=3, channels=4), "unet": UNet(base_channels=4, depth=1),
+                          "edsr": EDSR(num_blocks=1, channels=4)}.items():
         export_weights(network, folder / f"{name}.pt")
     return folder
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="restore_memory.") as temp:
         folder = Path(temp)
         weights = Path(args.weights) if args.weights else small_weights(folder / "weights")
-        print(f"weights: {args.weights or 'small random networks'}; CPU, float32, automatic 512-pixel tiles")
+        print(f"weights: {args.weights or 'minimal random networks'}; CPU, float32, automatic 512-pixel tiles")
         print("| input | pixels | output | peak RSS | RSS per input pixel | time |\n| --- | ---: | --- | ---: | ---: | ---: |")
         for name in args.sizes.split(","):
             width, height = SIZES[name]

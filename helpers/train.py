@@ -300,17 +300,18 @@ def _changed_run_options(stored: Mapping[str, Any], current: Mapping[str, Any]) 
 
     ``arch`` is left out (the network itself is compared), and so is ``data.init``: ``--resume`` takes
     precedence over ``--init``, so where the first weights came from does not change the run being resumed.
+    Options only one side records are left out too: a run saved by older code lacks options added since.
     """
     changes = []
-    for key in sorted(set(stored) | set(current)):
-        old, new = stored.get(key), current.get(key)
+    for key in sorted(set(stored) & set(current)):
+        old, new = stored[key], current[key]
         if key in RESUMABLE_CHANGES or key == "arch":
             continue
         if key == "data" and isinstance(old, dict) and isinstance(new, dict):
             changes += [
-                f"data.{name} {old.get(name)} -> {new.get(name)}"
-                for name in sorted(set(old) | set(new))
-                if name != "init" and _plain(old.get(name)) != _plain(new.get(name))
+                f"data.{name} {old[name]} -> {new[name]}"
+                for name in sorted(set(old) & set(new))
+                if name != "init" and _plain(old[name]) != _plain(new[name])
             ]
         elif _plain(old) != _plain(new):
             changes.append(f"{key} {old} -> {new}")

@@ -391,3 +391,10 @@ def test_skip_existing_resumes_an_interrupted_batch(restore, tmp_path, capsys):
     assert "output exists (use --overwrite to replace it, or --skip-existing to keep it)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["restore", str(folder), "-o", str(out), "--skip-existing", "--overwrite"])
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1e6", str(10**12)])
+def test_max_pixels_is_a_positive_count_up_to_pillows_ceiling(value, capsys):
+    with pytest.raises(SystemExit):
+        main(["restore", "in.png", "-o", "out.png", "--max-pixels", value])
+    assert "--max-pixels" in capsys.readouterr().err

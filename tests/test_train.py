@@ -599,3 +599,14 @@ def test_init_from_an_absurd_architecture_is_refused_in_one_line(cache_root, tmp
     errors = [line for line in captured.err.splitlines() if line.startswith("error")]
     assert errors == [f"error: {tmp_path / 'absurd.pt'}: dncnn argument channels=1000000000 is outside 0..4096; "
                       "refused before building (a damaged or hostile file)"]
+
+
+def test_changed_run_options_compare_what_both_runs_record():
+    from helpers.train import _changed_run_options
+
+    stored = {"lr": 3e-4, "epochs": 5, "seed": 0, "arch": {"name": "dncnn"},
+              "data": {"patch": 50, "sigma": [0.0, 55.0], "init": "a.pt"}}
+    assert _changed_run_options(stored, {**stored, "epochs": 9, "data": {**stored["data"], "sigma": (0.0, 55.0), "init": "b.pt"}}) == []
+    assert _changed_run_options(stored, {**stored, "new_option": 1, "data": {**stored["data"], "new_entry": 2}}) == []
+    assert _changed_run_options(stored, {**stored, "lr": 1e-3, "data": {**stored["data"], "patch": 40}}) == [
+        "data.patch 50 -> 40", "lr 0.0003 -> 0.001"]
