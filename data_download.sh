@@ -36,8 +36,9 @@
 #   non-empty lines instead. No checksum or size is known.
 #
 # Safety: each archive is verified before extraction: optional size and sha256, archive
-# type (an HTML quota page is recognised), a full integrity test (unzip -t / tar -tz) and
-# the expected top folder. Extraction goes to a hidden temp folder beside the
+# type (an HTML quota page is recognised), a full integrity test (unzip -t / tar -tz), no
+# unsafe member (links, special files, absolute names or .. components: "unsafe archive
+# member NAME"), so the dataset root is a real folder inside it, and the expected top folder. Extraction goes to a hidden temp folder beside the
 # destination, where the pair counts are checked. The .complete marker is written
 # last, and only then is the folder renamed into place. So a folder at the destination
 # is always complete, and a second run does nothing.
@@ -227,14 +228,57 @@ verify_archive() {
             return 1
         fi
         unzip -Z1 -- "$archive" >"$listing" || return 1
+        unzip -Z -- "$archive" | zip_member_types >"$WORK/members" || return 1
     else
-        if ! tar -tzf "$archive" >"$listing" 2>"$WORK/test.log"; then
+        if ! tar -tvzf "$archive" >"$WORK/verbose" 2>"$WORK/test.log"; then
             echo "$PROG: $archive failed the tar.gz integrity test (truncated or corrupt):" >&2
             tail -n 5 "$WORK/test.log" >&2
             return 1
         fi
+        tar_member_types <"$WORK/verbose" >"$WORK/members"
+        cut -c3- "$WORK/members" >"$listing"
     fi
+    check_members "$WORK/members" || return 1
     find_archive_prefix "$listing"
+}
+
+# Reads zipinfo's listing (unzip -Z) and prints "TYPE NAME" per member: f file, d folder, l symbolic link,
+# o anything else. Its lines are: mode, version, system, size, attributes, method, date, time, name.
+zip_member_types() {
+    awk '$1 ~ /^[-?dlbcps][^ ]+$/ && NF >= 9 {
+        kind = substr($1, 1, 1)
+        type = (kind == "-" || kind == "?") ? "f" : (kind == "d" || kind == "l") ? kind : "o"
+        name = $0
+        for (i = 0; i < 8; i++) sub(/^ *[^ ]+ +/, "", name)
+        print type " " name
+    }'
+}
+
+# Reads `tar -tv` output and prints "TYPE NAME" per member: f file, d folder, l symbolic link, h hard link,
+# o anything else. GNU tar prints mode, owner/group, size, date, time before the name; bsdtar 8 fields.
+tar_member_types() {
+    local fields=5
+    tar --version 2>/dev/null | grep -q 'GNU tar' || fields=8
+    awk -v fields="$fields" '{
+        kind = substr($0, 1, 1)
+        type = kind == "-" ? "f" : (kind == "d" || kind == "l" || kind == "h") ? kind : "o"
+        name = $0
+        for (i = 0; i < fields; i++) sub(/^[^ ]+ +/, "", name)
+        if (type == "l") sub(/ -> .*$/, "", name)
+        if (type == "h") sub(/ link to .*$/, "", name)
+        print type " " name
+    }'
+}
+
+# Fails, naming the first unsafe member of the "TYPE NAME" list $1: links (which could point outside the
+# dataset, e.g. at /etc), special files, absolute names and names with a .. component.
+check_members() {
+    awk -v prog="$PROG" '{
+        name = substr($0, 3)
+        why = $1 == "l" ? "a symbolic link" : $1 == "h" ? "a hard link" : $1 == "o" ? "not a regular file or folder" : ""
+        if (!why && (name ~ /^\// || name ~ /(^|\/)\.\.(\/|$)/)) why = "leaves the dataset folder"
+        if (why) { printf "%s: unsafe archive member %s (%s)\n", prog, name, why > "/dev/stderr"; bad = 1; exit }
+    } END { exit bad }' "$1"
 }
 
 # Finds the dataset root inside the archive from its member list $1 (sets ARCHIVE_PREFIX).
@@ -389,18 +433,18 @@ extract_archive() {
     TEMP_PATHS+=("$staging")
     info "extracting $archive"
     if [[ $DATASET == gopro && $ARCHIVE_FORMAT == zip ]]; then
-        unzip -q -- "$archive" -d "$staging" || die "extracting $archive failed (disk full?)"
+        unzip -q -- "$archive" -d "$staging" || die "extracting $archive failed (the message above says why; disk full?)"
     elif [[ $DATASET == gopro ]]; then
-        tar -xzf "$archive" -C "$staging" || die "extracting $archive failed (disk full?)"
+        tar -xzf "$archive" -C "$staging" || die "extracting $archive failed (the message above says why; disk full?)"
     elif [[ $ARCHIVE_FORMAT == zip ]]; then
         unzip -q -- "$archive" "${ARCHIVE_PREFIX}$REALBLUR_J_DIR/*" "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt" \
-            "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" -d "$staging" || die "extracting $archive failed (disk full?)"
+            "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" -d "$staging" || die "extracting $archive failed (the message above says why; disk full?)"
     else
         tar -xzf "$archive" -C "$staging" -- "${ARCHIVE_PREFIX}$REALBLUR_J_DIR" \
             "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt" "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" ||
-            die "extracting $archive failed (disk full?)"
+            die "extracting $archive failed (the message above says why; disk full?)"
     fi
-    root=$staging/${ARCHIVE_PREFIX#./}
+    root=$staging/${ARCHIVE_PREFIX#./} # a real folder: check_members refused links and .. components
     check_pair_counts "$root" || die "$DS_DIR was not installed; $archive is kept (delete it if it is the wrong file)"
     printf 'dataset=%s\narchive=%s\ntrain_pairs=%s\ntest_pairs=%s\ncompleted=%s\n' \
         "$DATASET" "${archive##*/}" "$DS_EXPECTED_TRAIN" "$DS_EXPECTED_TEST" \

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from typing import Sequence
 
@@ -83,6 +84,31 @@ def _add_cascade_options(parser: argparse.ArgumentParser) -> None:
                        help="gradient checkpointing per stage: far less memory for one more forward pass")
 
 
+def _share(text: str) -> float:
+    """A share strictly between 0 and 1 (a held-out fraction: some data must be left on each side)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (exclusive), received {text!r}")
+    return value
+
+
+def _max_pixels(text: str) -> int:
+    """A pixel limit: a positive integer up to Pillow's own decompression-bomb ceiling (its header parser's)."""
+    from PIL import Image
+
+    ceiling = 2 * Image.MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, received {text!r}") from None
+    if not 0 < value <= ceiling:
+        raise argparse.ArgumentTypeError(f"expected 1 to {ceiling:,} pixels (Pillow's ceiling), received {text}")
+    return value
+
+
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="train one network of the cascade, or fine-tune the cascade end to end")
     parser.add_argument("model", choices=[*NETWORKS, "cascade"])
@@ -112,7 +138,7 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--colour-augment", type=float, default=0.0, metavar="P",
                         help="probability that a training patch pair gets a random channel order and channel gains "
                              "(more colours from a small set: a denoiser trained on few colour photos greys saturated ones)")
-    parser.add_argument("--val-fraction", type=float, default=None,
+    parser.add_argument("--val-fraction", type=_share, default=None,
                         help="share of training sequences (photos: of each folder's photos) held out (default 0.2; photos 0.05)")
     parser.add_argument("--val-patch", type=int, default=128, help="validation crop size (0: whole frames)")
     parser.add_argument("--synthetic-blur", type=float, default=0.0, metavar="P",
@@ -162,7 +188,9 @@ def _add_restore_parser(commands: argparse._SubParsersAction) -> None:
             "  outputs keep their input's name; videos become <stem>.mp4 (mp4v, same frame rate, no audio)\n"
             "formats: grey stays grey; RGBA keeps its alpha (resized bilinearly); palette images become RGB;\n"
             "  16-bit images are restored at 8-bit precision and written back 16-bit (PNG/TIFF) or 8-bit (others)\n"
-            "failures: each bad file is reported and skipped; exit code 1 if any failed, 2 on setup errors"
+            "  (what a file is, is decided by its content; hidden and .partial files in folders are skipped)\n"
+            "failures: each bad file is reported and skipped; exit code 1 if any failed, 2 on setup errors;\n"
+            "  --skip-existing resumes an interrupted batch"
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
@@ -176,7 +204,14 @@ def _add_restore_parser(commands: argparse._SubParsersAction) -> None:
                         help="tile size in input pixels, to bound memory on large images (default 0: whole images "
                              "up to 1280x720 input pixels, 512-pixel tiles above that)")
     parser.add_argument("--fp32", action="store_true", help="never use half precision")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--max-pixels", type=_max_pixels, default=None,
+                        help="refuse images and video frames of more pixels, from their header, before decoding "
+                             "(default 67,108,864 = 8192x8192: 8K frames and 61 MP photos pass); the README says "
+                             "how much memory a size needs")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="keep outputs that exist and go on (resumes an interrupted batch; reported as skipped)")
     _add_device(parser)
 
 

@@ -19,6 +19,7 @@ import csv
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -583,8 +584,15 @@ def run_task(args: argparse.Namespace) -> tuple[Evaluation, str]:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """``python -m helpers evaluate``: run the task, print the table, write CSV/Markdown/grid under ``--out``."""
-    evaluation, title = run_task(args)
+    """``python -m helpers evaluate``: run the task, print the table, write CSV/Markdown/grid under ``--out``.
+
+    Returns 0, or 2 with a one-line error when the weights or the data cannot be used.
+    """
+    try:
+        evaluation, title = run_task(args)
+    except (OSError, ValueError) as error:  # bad weights, missing or unreadable data: a setup error
+        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return 2
     paths = save_evaluation(evaluation, args.out, args.task, title)
     print(f"{title}\n\n{format_table(evaluation.table)}\n")
     print("wrote " + ", ".join(str(path) for path in paths.values()))

@@ -3,23 +3,42 @@
 Images on disk are read with OpenCV and come back as RGB ``uint8`` arrays of
 shape (H, W, 3); tensors are float (N, 3, H, W) in [0, 1]. Every write goes to a
 temporary file in the destination folder and is renamed into place, so an
-interrupted run never leaves a half-written file that looks complete.
+interrupted run never leaves a half-written file that looks complete; the
+temporary files a killed run left behind are removed on the next write.
+
+Hostile files are refused before memory is spent: an image's size is read from
+its header (Pillow) and checked against a pixel limit and the file's size before
+anything is decoded; what a file is (image or video) is decided by its content.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+# 67 megapixels: every 8K frame (7680x4320, 33 MP) and camera photos up to 61 MP pass; a 30000x30000 bomb does not.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+# A file larger than its header's pixels could need (16 bytes a pixel: float RGBA, uncompressed) plus this much
+# metadata is refused before it is read: a sparse or padded file must not be read whole.
+METADATA_ALLOWANCE = 16 * 2**20
+EXIF_ORIENTATION_TAG = 0x0112
+# Formats whose EXIF orientation OpenCV ignores with IMREAD_UNCHANGED; libtiff applies a TIFF's own orientation.
+EXIF_ORIENTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
+PARTIAL_MARKER = ".partial"  # in the names of atomic_path's temporary files
+CONVERSION_ROWS = 256  # tensor_to_image converts this many rows at a time (bounded temporaries)
 
 
 def _default_file_mode() -> int:
@@ -33,7 +52,116 @@ _DEFAULT_FILE_MODE = _default_file_mode()
 
 
 class ImageReadError(ValueError):
-    """A file that should be an image could not be decoded."""
+    """A file that should be an image could not be decoded, or is refused (too large, not an image)."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says: format (Pillow's name), size, EXIF orientation (1: as stored)."""
+
+    format: str
+    width: int
+    height: int
+    orientation: int = 1
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag from what the header parse found (never decodes: Pillow's PNG getexif() would)."""
+    data = image.info.get("exif")
+    if not data:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(data)
+    except Exception:  # a malformed EXIF block only loses the orientation, as in viewers
+        return 1
+    orientation = exif.get(EXIF_ORIENTATION_TAG, 1)
+    return orientation if orientation in range(1, 9) else 1
+
+
+def _file_size_text(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def read_image_header(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Format, size and orientation from the header alone; raises ImageReadError for what must not be decoded.
+
+    Refused: files that are no image Pillow knows (what they are is named when it is a video), images of more
+    than ``max_pixels`` pixels (None: no limit of ours; Pillow refuses above its own decompression-bomb limit,
+    ``2 * PIL.Image.MAX_IMAGE_PIXELS``), and files larger than their declared size could need.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            with Image.open(path) as image:
+                header = ImageHeader(image.format or "?", *image.size, orientation=_exif_orientation(image))
+    except Image.DecompressionBombError as error:  # Pillow's own ceiling, above any max_pixels we accept
+        raise ImageReadError(f"{path}: refused before decoding: {error}") from None
+    except Exception:  # what Pillow cannot parse raises one of several types (UnidentifiedImageError, OSError, SyntaxError)
+        found = describe_content(path)
+        raise ImageReadError(
+            f"{path}: not an image: its content is {found}" if found
+            else f"{path}: not a readable image (corrupt, truncated or unsupported format)"
+        ) from None
+    pixels = header.width * header.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise ImageReadError(
+            f"{path}: image of {header.width}x{header.height} pixels ({pixels / 1e6:.1f} MP) is above the limit of "
+            f"{max_pixels:,} pixels; refused before decoding (if it is genuine, raise the limit: restore's --max-pixels)"
+        )
+    size, allowed = path.stat().st_size, 16 * pixels + METADATA_ALLOWANCE
+    if size > allowed:
+        raise ImageReadError(
+            f"{path}: {_file_size_text(size)} is more than an image of {header.width}x{header.height} pixels can take "
+            f"(at most {_file_size_text(allowed)}); refused before reading (padded, sparse or not an image)"
+        )
+    return header
+
+
+def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels (H, W[, C]) into how EXIF orientation 1-8 says to show them."""
+    if orientation >= 5:  # 5-8 swap the axes: transpose, then flip as for 1-4
+        image, orientation = image.swapaxes(0, 1), {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    flipped = {1: image, 2: image[:, ::-1], 3: image[::-1, ::-1], 4: image[::-1]}[orientation]
+    return np.ascontiguousarray(flipped)
+
+
+def describe_content(path: str | os.PathLike) -> str | None:
+    """What a file's first bytes say it is ('a PNG image', 'an MP4/MOV video', ...), or None when unknown.
+
+    Videos by their container's signature (hand-written: four signatures do not need a library), images by Pillow.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    container = video_container(head)
+    if container:
+        return f"{'a' if container == 'Matroska' else 'an'} {container} video"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return f"a {image.format} image"
+    except Exception:
+        return None
+
+
+def video_container(head: bytes) -> str | None:
+    """The container named by a file's first 12+ bytes: 'MP4/MOV', 'AVI', 'Matroska', or None."""
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "MP4/MOV"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska"
+    return None
+
+
+def is_input_name(path: Path) -> bool:
+    """False for hidden files and this program's temporary ``.partial`` files, which are never inputs."""
+    return not path.name.startswith(".") and f"{PARTIAL_MARKER}." not in path.name
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -47,25 +175,25 @@ def is_video_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Sorted image files directly inside ``folder``; raises if missing or empty."""
+    """Sorted image files directly inside ``folder`` (hidden and ``.partial`` files skipped); raises if none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p) and is_input_name(p))
     if not files:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return files
 
 
-def read_image_any(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image as stored: 8- or 16-bit, grey, RGB or RGBA (channels in RGB order).
+def read_image_any(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image as stored: 8- or 16-bit, grey, RGB or RGBA (channels in RGB order), upright.
 
-    Returns (H, W) for grey, (H, W, 3) RGB or (H, W, 4) RGBA, dtype uint8 or uint16.
-    Palette images come back expanded to RGB by the decoder.
+    Returns (H, W) for grey, (H, W, 3) RGB or (H, W, 4) RGBA, dtype uint8 or uint16. Palette images come
+    back expanded to RGB by the decoder; EXIF orientation is applied, so the pixels are as viewers show them.
+    The header is checked first (``read_image_header``): nothing is read whole or decoded before.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+    header = read_image_header(path, max_pixels)
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
@@ -75,6 +203,8 @@ def read_image_any(path: str | os.PathLike) -> np.ndarray:
     if image.ndim == 3:
         code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
         image = cv2.cvtColor(image, code)
+    if header.format in EXIF_ORIENTED_FORMATS and header.orientation != 1:
+        image = _apply_orientation(image, header.orientation)
     return image
 
 
@@ -91,22 +221,42 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any supported image file as an RGB uint8 array (H, W, 3)."""
-    return to_rgb_uint8(read_image_any(path))
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read any supported image file as an upright RGB uint8 array (H, W, 3); see ``read_image_any``."""
+    return to_rgb_uint8(read_image_any(path, max_pixels))
+
+
+def remove_stale_partials(destination: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that ``atomic_path`` left for ``destination`` when a run was killed.
+
+    Matched by the exact pattern of its own names (``.STEM.XXXXXXXX.partial.SUFFIX``, mkstemp's 8 random
+    characters), so no other file is touched. A concurrent writer of the same destination would lose its
+    temporary file; two writers of one destination race anyway. Returns what was removed.
+    """
+    destination = Path(destination)
+    pattern = re.compile(rf"\.{re.escape(destination.stem)}\.[A-Za-z0-9_]{{8}}{PARTIAL_MARKER}{re.escape(destination.suffix)}")
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for candidate in destination.parent.iterdir():
+            if pattern.fullmatch(candidate.name) and candidate.is_file():
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place on success.
 
-    On any exception the temporary file is removed and ``destination`` is untouched.
-    The temporary name keeps the destination's suffix so encoders pick the format.
+    On any exception the temporary file is removed and ``destination`` is untouched; temporary files of
+    ``destination`` that a killed run left are removed first. The temporary name keeps the destination's
+    suffix so encoders pick the format.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(destination)
     handle, temp_name = tempfile.mkstemp(
-        prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}", dir=destination.parent
+        prefix=f".{destination.stem}.", suffix=f"{PARTIAL_MARKER}{destination.suffix}", dir=destination.parent
     )
     os.close(handle)
     temp_path = Path(temp_name)
@@ -163,76 +313,151 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
-    """Float (N, 3, H, W) or (3, H, W) in [0, 1] -> RGB uint8 (N, H, W, 3) or (H, W, 3), rounded."""
+    """Float (N, 3, H, W) or (3, H, W) in [0, 1] -> RGB uint8 (N, H, W, 3) or (H, W, 3), rounded.
+
+    Converted in blocks of ``CONVERSION_ROWS`` rows, so the only full-size copy is the uint8 result
+    (converting at once held three float copies: 144 bytes per pixel of a 3-channel image, 12 GB at 8K x2).
+    """
     squeeze = tensor.ndim == 3
     if squeeze:
         tensor = tensor[None]
     if tensor.ndim != 4:
         raise ValueError(f"expected a tensor (N, C, H, W) or (C, H, W), got shape {tuple(tensor.shape)}")
-    array = tensor.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    array = array.permute(0, 2, 3, 1).cpu().numpy()
+    batch, channels, height, width = tensor.shape
+    array = torch.empty((batch, height, width, channels), dtype=torch.uint8)
+    for top in range(0, height, CONVERSION_ROWS):
+        block = tensor[:, :, top : top + CONVERSION_ROWS].detach().float().clamp(0, 1).mul_(255.0).round_()
+        array[:, top : top + CONVERSION_ROWS] = block.to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    array = array.numpy()
     return array[0] if squeeze else array
 
 
 class VideoReadError(ValueError):
-    """A file that should be a video could not be opened or decoded."""
+    """A file that should be a video could not be opened or decoded, or decoded short of its announced length."""
+
+
+# Containers whose frame count is exact: MP4/MOV count the samples in their index, AVI's header records the
+# frames written. Matroska records a duration, from which OpenCV (FFmpeg) estimates the count.
+EXACT_FRAME_COUNT_CONTAINERS = ("MP4/MOV", "AVI")
 
 
 class VideoFrames:
     """A video's frames as RGB uint8 arrays (H, W, 3), decoded lazily; ``fps``, ``frame_count``, ``width``, ``height``.
 
     Built by ``read_video_frames``, which checks that the first frame decodes. ``frame_count`` is the
-    container's figure (OpenCV's estimate); ``fps`` is 25 where the container records none.
+    container's figure (OpenCV's); ``fps`` is 25 where the container records none. Iterating to the end
+    compares the frames decoded (``decoded``) with ``frame_count``: a shortfall raises VideoReadError when
+    the container's count is exact (truncated or corrupt file), else ``shortfall()`` describes it.
     """
 
-    def __init__(self, path: Path, capture: cv2.VideoCapture, first_frame: np.ndarray) -> None:
-        self.path = path
+    def __init__(self, path: Path, capture: cv2.VideoCapture, first_frame: np.ndarray, container: str) -> None:
+        self.path, self.container = path, container
         self._capture = capture
         self._first_frame: np.ndarray | None = first_frame
         self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
         self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.height, self.width = first_frame.shape[:2]
+        self.decoded = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
             frame = self._first_frame
             self._first_frame = None
             while frame is not None:
+                self.decoded += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 ok, frame = self._capture.read()
                 frame = frame if ok else None
         finally:
             self._capture.release()
+        if self.decoded < self.frame_count and self.container in EXACT_FRAME_COUNT_CONTAINERS:
+            raise VideoReadError(
+                f"{self.path}: only {self.decoded} of the {self.frame_count} frames its {self.container} container "
+                "announces decode (truncated or corrupt file)"
+            )
+
+    def shortfall(self) -> str | None:
+        """After iterating: a warning when fewer frames decoded than an estimated (not exact) count, else None."""
+        if self.decoded >= self.frame_count:
+            return None
+        return (
+            f"{self.path}: {self.decoded} frames decoded, the {self.container} container estimates {self.frame_count} "
+            "(from its duration and frame rate, so the count may be off; a truncated file also ends early)"
+        )
 
 
-def read_video_frames(path: str | os.PathLike) -> VideoFrames:
-    """Open a video (OpenCV VideoCapture) for frame-by-frame reading; clear errors for missing or unreadable files."""
+def read_video_frames(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> VideoFrames:
+    """Open a video (OpenCV VideoCapture) for frame-by-frame reading, after checking what the file is.
+
+    Refused with one-line errors: missing files, files whose content is no MP4/MOV, AVI or Matroska
+    container (naming what they are, e.g. an image), frames above ``max_pixels``, undecodable first frames.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    with open(path, "rb") as handle:
+        container = video_container(handle.read(16))
+    if container is None:
+        found = describe_content(path)
+        raise VideoReadError(
+            f"{path}: not a video: its content is {found}" if found
+            else f"{path}: not a readable video (corrupt, truncated or unsupported container)"
+        )
     capture = cv2.VideoCapture(str(path))
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if max_pixels is not None and width * height > max_pixels:
+        capture.release()
+        raise VideoReadError(
+            f"{path}: frames of {width}x{height} pixels are above the limit of {max_pixels:,} pixels; refused before "
+            "decoding (if they are genuine, raise the limit: restore's --max-pixels)"
+        )
     ok, frame = capture.read() if capture.isOpened() else (False, None)
     if not ok or frame is None:
         capture.release()
         raise VideoReadError(f"{path}: not a readable video (corrupt, truncated or unsupported codec)")
-    return VideoFrames(path, capture, frame)
+    return VideoFrames(path, capture, frame, container)
+
+
+def _check_written_video(temp: Path, destination: Path, frames: int, width: int, height: int) -> None:
+    """Reopen a finished video and count its frames: OpenCV's writer does not report failed writes (disk full)."""
+    capture = cv2.VideoCapture(str(temp))
+    found, size = 0, None
+    try:
+        if capture.isOpened():
+            size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            while capture.grab():
+                found += 1
+    finally:
+        capture.release()
+    if found != frames or size != (width, height):
+        readable = f"{found} of {frames} frames read back" if size else "it cannot be opened"
+        raise OSError(f"{destination}: the written video is incomplete ({readable}; disk full or write error); not published")
 
 
 @contextlib.contextmanager
 def video_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> Iterator[Callable[[np.ndarray], None]]:
-    """Yield ``write(frame)`` for RGB uint8 frames of width x height; an MP4 (mp4v) written to a temp file, renamed on success."""
+    """Yield ``write(frame)`` for RGB uint8 frames of width x height; an MP4 (mp4v) written to a temp file.
+
+    The finished file is reopened and its frames counted before it is renamed into place, so a write
+    that failed (a full disk) raises instead of publishing a broken video.
+    """
     path = Path(path)
     with atomic_path(path) as temp:
         writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
             raise ValueError(f"{path}: OpenCV cannot write an mp4v video with suffix {path.suffix!r}")
+        written = 0
 
         def write(frame: np.ndarray) -> None:
+            nonlocal written
             if frame.dtype != np.uint8 or frame.shape != (height, width, 3):
                 raise ValueError(f"{path}: expected RGB uint8 frames of {width}x{height}, got {frame.dtype} {frame.shape}")
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            if writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)) is False:  # OpenCV 5 reports; 4.x returns None
+                raise OSError(f"{path}: OpenCV could not write frame {written + 1} (disk full or write error)")
+            written += 1
 
         try:
             yield write
         finally:
             writer.release()
+        _check_written_video(temp, path, written, width, height)

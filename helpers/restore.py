@@ -4,6 +4,11 @@ Output naming: one input file -> OUT is the output file (or an existing folder t
 inputs or a folder -> OUT is a folder and each output keeps its input's file name (videos become
 ``<stem>.mp4``, mp4v codec, same frame rate, no audio). A file that fails is reported on one line,
 skipped and counted; the exit code is 1 when any failed, 2 when the cascade could not be set up.
+``--skip-existing`` keeps outputs that exist (an interrupted batch resumes; they count as skipped).
+
+What a file is, is decided by its content (an image named .mp4 is refused, naming what it is); folders
+contribute their image files, not hidden or ``.partial`` ones. Images above ``--max-pixels`` are refused
+from their header, before anything is decoded; videos must decode every frame their container announces.
 
 Pixel formats: grey images are restored as RGB and written back grey; RGBA keeps its alpha, resized
 bilinearly to the output size (dropped, with a note, for JPEG outputs); palette images are decoded to
@@ -23,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .io import (
+    DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     is_image_file,
@@ -80,8 +86,11 @@ def plan_outputs(inputs: list[str], files: list[Path], output: Path) -> list[tup
     return [(source, output / (f"{source.stem}.mp4" if is_video_file(source) else source.name)) for source in files]
 
 
-def _check_destination(source: Path, destination: Path, overwrite: bool, planned: set[Path]) -> None:
-    """Refuse to replace the input, an output of this run, or an existing file without --overwrite."""
+def _check_destination(source: Path, destination: Path, overwrite: bool, skip_existing: bool, planned: set[Path]) -> bool:
+    """Refuse to replace the input, an output of this run, or an existing file without --overwrite.
+
+    Returns False for an existing output kept by ``skip_existing``, True when the output is to be written.
+    """
     expected = (".mp4",) if is_video_file(source) else IMAGE_SUFFIXES
     if destination.suffix.lower() not in expected:
         raise ValueError(f"{destination}: output suffix must be one of {' '.join(expected)} for {source}")
@@ -90,7 +99,10 @@ def _check_destination(source: Path, destination: Path, overwrite: bool, planned
     if destination.resolve() in planned:
         raise ValueError(f"{destination}: another input of this run already writes this output")
     if destination.exists() and not overwrite:
-        raise FileExistsError(f"{destination}: output exists (use --overwrite to replace it)")
+        if skip_existing:
+            return False
+        raise FileExistsError(f"{destination}: output exists (use --overwrite to replace it, or --skip-existing to keep it)")
+    return True
 
 
 def _match_format(restored: np.ndarray, original: np.ndarray, destination: Path) -> np.ndarray:
@@ -111,17 +123,21 @@ def _match_format(restored: np.ndarray, original: np.ndarray, destination: Path)
     return image
 
 
-def restore_image_file(restorer: Restorer, source: Path, destination: Path) -> None:
+def restore_image_file(restorer: Restorer, source: Path, destination: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
     """Read, restore and atomically write one image, keeping its pixel format (see module docstring)."""
-    original = read_image_any(source)
+    original = read_image_any(source, max_pixels)
     restored = restorer.restore(to_rgb_uint8(original))
     write_image(destination, _match_format(restored, original, destination))
 
 
-def restore_video_file(restorer: Restorer, source: Path, destination: Path) -> None:
+def restore_video_file(restorer: Restorer, source: Path, destination: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
     """Restore a video into an MP4 (mp4v) at the same frame rate, written atomically; frames in flight
-    (``Restorer.restore_frames``), the progress bar counting frames per second."""
-    frames = read_video_frames(source)
+    (``Restorer.restore_frames``), the progress bar counting frames per second.
+
+    Fails (nothing published) when fewer frames decode than an exact container count announces, or when
+    the written file does not read back whole; warns when the count was only the container's estimate.
+    """
+    frames = read_video_frames(source, max_pixels)
     restorer.check_input_size(frames.height, frames.width)
     scale = restorer.scale
     with video_writer(destination, frames.fps, frames.width * scale, frames.height * scale) as write, tqdm(
@@ -130,33 +146,44 @@ def restore_video_file(restorer: Restorer, source: Path, destination: Path) -> N
         for frame in restorer.restore_frames(frames):
             write(frame)
             progress.update()
+    if shortfall := frames.shortfall():
+        tqdm.write(f"warning: {shortfall}; the restored video has {frames.decoded} frames", file=sys.stderr)
     tqdm.write(f"note: {destination}: audio is not carried over (frames only)")
 
 
 def restore_files(
-    restorer: Restorer, inputs: Sequence[str | Path], output: Path, overwrite: bool = False
-) -> tuple[list[tuple[Path, Path]], list[str]]:
+    restorer: Restorer,
+    inputs: Sequence[str | Path],
+    output: Path,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]], list[str]]:
     """Restore image files, folders and videos as ``restore`` does (naming: ``plan_outputs``).
 
-    Returns the (source, output) pairs written and one error line per input that failed (named file,
-    the problem); a bad file never stops the others. Used by the command and by notebook 05.
+    Returns the (source, output) pairs written, those skipped because the output exists (``skip_existing``)
+    and one error line per input that failed (named file, the problem); a bad file never stops the others.
+    Used by the command and by notebook 05.
     """
     names = [str(name) for name in inputs]
     files, errors = _expand_inputs(names)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
-    restored, planned = [], set()
+    restored, skipped, planned = [], [], set()
     for source, destination in tqdm(plan_outputs(names, files, output), unit="file", desc="restore"):
         try:
-            _check_destination(source, destination, overwrite, planned)
+            write = _check_destination(source, destination, overwrite, skip_existing, planned)
             planned.add(destination.resolve())
+            if not write:
+                skipped.append((source, destination))
+                continue
             restore = restore_video_file if is_video_file(source) else restore_image_file
-            restore(restorer, source, destination)
+            restore(restorer, source, destination, max_pixels)
             restored.append((source, destination))
         except Exception as error:  # one bad file must not stop the batch; it is reported and counted
             errors.append(_error_line(error, source, destination))
             tqdm.write(f"error: {errors[-1]}", file=sys.stderr)
-    return restored, errors
+    return restored, skipped, errors
 
 
 def restore_command(args: argparse.Namespace) -> int:
@@ -170,6 +197,8 @@ def restore_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
-    restored, errors = restore_files(restorer, args.inputs, Path(args.output), args.overwrite)
-    print(f"restored {len(restored)}, failed {len(errors)}")
+    restored, skipped, errors = restore_files(
+        restorer, args.inputs, Path(args.output), args.overwrite, args.skip_existing, args.max_pixels or DEFAULT_MAX_PIXELS
+    )
+    print(f"restored {len(restored)}, " + (f"skipped {len(skipped)}, " if skipped else "") + f"failed {len(errors)}")
     return 1 if errors else 0

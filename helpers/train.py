@@ -41,6 +41,7 @@ from .metrics import psnr, ssim
 __all__ = [
     "TrainConfig",
     "TrainingDiverged",
+    "check_resumable",
     "EpochSampler",
     "HISTORY_KEYS",
     "PRIMARY",
@@ -237,6 +238,92 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+# What ``resume`` reads, with its type: a damaged last.pt fails in one line instead of a traceback.
+TRAINING_STATE_TYPES = {
+    "optimizer": dict, "scheduler": dict, "scaler": dict, "early_stopping": dict, "rng": dict, "history": dict,
+    "config": dict, "epoch": int, "global_step": int,
+}
+# TrainConfig fields a resumed run may change (its later checkpoints record the new values); all others define the run.
+RESUMABLE_CHANGES = ("epochs", "early_stop_patience", "num_workers")
+
+
+def check_resumable(path: Path, state: Mapping[str, Any], config: TrainConfig, arch: Mapping[str, Any] | None) -> None:
+    """Raise CheckpointError unless ``state`` (read from ``path``) can continue a run of ``config`` and ``arch``.
+
+    Refused: files without training state, another architecture (``arch=None``: not checked), damaged
+    fields, and run-defining options that differ from the run's (only ``RESUMABLE_CHANGES`` may).
+    """
+    missing = set(TRAINING_STATE_TYPES) - set(state)
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint (lacks {sorted(missing)}); cannot resume from it")
+    if arch is not None and state["arch"] != arch:
+        raise CheckpointError(f"{path}: holds a {state['arch']} network, but the model to train is {arch}")
+    _check_training_state(path, state)
+    changes = _changed_run_options(state["config"], asdict(config))
+    if changes:
+        raise CheckpointError(
+            f"{path}: --resume with options that differ from the run's: {'; '.join(changes)}. Resume with the run's own "
+            f"options (only {', '.join(RESUMABLE_CHANGES)} may change), or start a new run in another --out folder "
+            f"(--init {path} starts it from these weights)"
+        )
+
+
+def _check_training_state(path: Path, state: Mapping[str, Any]) -> None:
+    """Raise CheckpointError naming the first field of a training checkpoint that ``resume`` could not use."""
+    problems = [
+        f"{key} is a {type(state[key]).__name__}, expected a {kind.__name__}"
+        for key, kind in TRAINING_STATE_TYPES.items()
+        if not isinstance(state[key], kind) or isinstance(state[key], bool)
+    ]
+    if not problems:
+        early_stopping, history = state["early_stopping"], state["history"]
+        if not (isinstance(early_stopping.get("best_val_loss"), (int, float)) and isinstance(early_stopping.get("bad_epochs"), int)):
+            problems.append(f"early_stopping lacks best_val_loss or bad_epochs (holds {sorted(early_stopping)})")
+        if not all(isinstance(values, list) for values in history.values()):
+            problems.append("history holds values that are not per-epoch lists")
+        if missing := {"python", "numpy", "torch"} - set(state["rng"]):
+            problems.append(f"rng lacks {sorted(missing)}")
+        if state["epoch"] < 0 or state["global_step"] < 0:
+            problems.append(f"epoch {state['epoch']} or global_step {state['global_step']} is negative")
+    if problems:
+        raise CheckpointError(
+            f"{path}: damaged training state ({problems[0]}); cannot resume from it: start a new run in another "
+            f"--out folder (--init {path} starts it from its weights)"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively: a config read back from a checkpoint compares equal to the one it was."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _changed_run_options(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """'name stored -> current' for every run-defining option that differs (``data`` compared entry by entry).
+
+    ``arch`` is left out (the network itself is compared), and so is ``data.init``: ``--resume`` takes
+    precedence over ``--init``, so where the first weights came from does not change the run being resumed.
+    Options only one side records are left out too: a run saved by older code lacks options added since.
+    """
+    changes = []
+    for key in sorted(set(stored) & set(current)):
+        old, new = stored[key], current[key]
+        if key in RESUMABLE_CHANGES or key == "arch":
+            continue
+        if key == "data" and isinstance(old, dict) and isinstance(new, dict):
+            changes += [
+                f"data.{name} {old[name]} -> {new[name]}"
+                for name in sorted(set(old) & set(new))
+                if name != "init" and _plain(old[name]) != _plain(new[name])
+            ]
+        elif _plain(old) != _plain(new):
+            changes.append(f"{key} {old} -> {new}")
+    return changes
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -415,23 +502,19 @@ class _Trainer:
     def resume(self, path: Path) -> None:
         """Restore everything from ``path``; foreign, truncated or mismatched files raise CheckpointError."""
         state = load_checkpoint(path, map_location=self.device)
-        missing = {"optimizer", "scheduler", "scaler", "early_stopping", "epoch", "rng", "history"} - set(state)
-        if missing:
-            raise CheckpointError(f"{path}: not a training checkpoint (lacks {sorted(missing)}); cannot resume from it")
-        if state["arch"] != self.raw_model.arch:
-            raise CheckpointError(f"{path}: holds a {state['arch']} network, but the model to train is {self.raw_model.arch}")
+        check_resumable(path, state, self.config, self.raw_model.arch)
         try:
             self.raw_model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise CheckpointError(f"{path}: state does not fit the model: {str(error).splitlines()[0]}") from None
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+            raise CheckpointError(f"{path}: state does not fit the model or is damaged: {str(error).splitlines()[0]}") from None
         self.best_val_loss = state["early_stopping"]["best_val_loss"]
         self.bad_epochs = state["early_stopping"]["bad_epochs"]
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.history = {key: list(state["history"].get(key, [])) for key in HISTORY_KEYS}
-        _set_rng_state(state["rng"])
 
     def save(self, name: str, status: str) -> None:
         if self.info.is_main:
@@ -774,7 +857,10 @@ def train_command(args: argparse.Namespace) -> int:
               **({"sigma": args.sigma} if args.model == "dncnn" else {}), **_training_only_options(args),
               **({"init": str(args.init)} if args.init else {}), **_photo_options(args)},
     )
+    last = Path(args.out) / LAST_CHECKPOINT
     try:
+        if args.resume and last.is_file():  # refuse a resume that cannot work before building its data
+            check_resumable(last, load_checkpoint(last), config, arch=None)
         with distributed(args.device) as (info, device):
             with main_process_first(info):
                 train_data, val_data = _datasets(args, patch, info.world_size)
@@ -782,7 +868,10 @@ def train_command(args: argparse.Namespace) -> int:
             model = load_model(args.init, expected_name=args.model) if args.init else build_model(args.model)
             fit(model, train_data, val_data, build_loss(config.loss), config=config, checkpoint_dir=args.out,
                 resume=args.resume, device=device, cascade_validation=_cascade_validation(args, patch))
-    except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:
+    except TrainingDiverged as error:  # the run itself failed; its last good checkpoint is kept
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except (CheckpointError, OSError, ValueError) as error:  # bad --init/--resume file, data or options: setup errors
+        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return 2
     return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+import numpy as np
 import pytest
 import torch
 
-from helpers.checkpoint import CheckpointError, export_weights, load_checkpoint, load_model, save_checkpoint
+import helpers.checkpoint as checkpoint_module
+from helpers.checkpoint import CHECKPOINT_FORMAT, CheckpointError, export_weights, load_checkpoint, load_model, save_checkpoint
 from helpers.models import EDSR, DnCNN
 
 
@@ -72,3 +74,101 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -
         export_weights(DnCNN(depth=3, channels=4), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+# ----------------------------------------------------------------------------- malformed and hostile checkpoints
+
+
+def small_dncnn_state() -> dict:
+    return {"arch": DnCNN(depth=3, channels=4).arch, "model": DnCNN(depth=3, channels=4).state_dict()}
+
+
+def save_raw(path, state: dict):
+    """A checkpoint file as a careless or hostile writer makes it (no checks on the way out)."""
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, path)
+    return path
+
+
+MALFORMED = {
+    "unknown-argument": (lambda s: s["arch"]["kwargs"].update(wings=2), "unknown argument 'wings'"),
+    "missing-arch": (lambda s: s.pop("arch"), "lacks 'arch'"),
+    "arch-as-string": (lambda s: s.update(arch="dncnn"), "'arch' must be"),
+    "kwargs-as-list": (lambda s: s["arch"].update(kwargs=[3, 4]), "'arch' must be"),
+    "unknown-network": (lambda s: s["arch"].update(name="resnet"), "unknown network 'resnet'"),
+    "string-argument": (lambda s: s["arch"]["kwargs"].update(depth="17"), "depth='17'"),
+    "missing-weights": (lambda s: s.pop("model"), "lacks 'model'"),
+    "non-tensor-weights": (lambda s: s["model"].update({"body.0.weight": [1.0, 2.0]}), "body.0.weight is a list, not a tensor"),
+    "weights-as-list": (lambda s: s.update(model=[torch.zeros(1)]), "'model' must be"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_malformed_checkpoints_raise_one_line_errors(tmp_path, case) -> None:
+    change, message = MALFORMED[case]
+    state = small_dncnn_state()
+    change(state)
+    path = save_raw(tmp_path / "dncnn.pt", state)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_model(path)
+    assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"channels": 10**9}, r"channels=1000000000 .*outside 0\.\.4096"),
+    ({"depth": 10**6}, r"depth=1000000 .*outside 0\.\.4096"),
+    ({"depth": 200, "channels": 4096}, "weights do not fit dncnn"),  # in bounds, but a real build needs 120 GB
+])
+def test_absurd_architectures_are_refused_before_anything_is_built(tmp_path, monkeypatch, kwargs, message) -> None:
+    real_build = checkpoint_module.build_model
+
+    def build_on_meta_only(name, **arguments):
+        if torch.empty(0).device.type != "meta":
+            raise AssertionError(f"a real {name} {arguments} was built before its shapes were checked")
+        return real_build(name, **arguments)
+
+    monkeypatch.setattr(checkpoint_module, "build_model", build_on_meta_only)
+    state = small_dncnn_state()
+    state["arch"]["kwargs"].update(kwargs)
+    path = save_raw(tmp_path / "dncnn.pt", state)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+def test_matching_shapes_are_loaded_after_the_check(tmp_path) -> None:
+    model = DnCNN(depth=4, channels=6)
+    path = export_weights(model, tmp_path / "dncnn.pt", half=False)
+    rebuilt = load_model(path)
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in rebuilt.state_dict().items())
+    assert all(parameter.device.type == "cpu" for parameter in rebuilt.parameters())
+
+
+@pytest.mark.parametrize("case", ["unknown-argument", "arch-as-string", "non-tensor-weights"])
+def test_restore_and_evaluate_report_a_malformed_checkpoint_in_one_line(tmp_path, capsys, case) -> None:
+    from helpers.cli import main
+    from helpers.io import write_image
+
+    change, message = MALFORMED[case]
+    state = small_dncnn_state()
+    change(state)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_raw(weights / "dncnn.pt", state)
+    image = write_image(tmp_path / "in.png", np.zeros((40, 40, 3), np.uint8))
+    assert main(["restore", str(image), "-o", str(tmp_path / "out.png"), "--weights", str(weights), "--stages", "dncnn",
+                 "--device", "cpu"]) == 2
+    assert main(["evaluate", "--task", "denoise", "--weights", str(weights / "dncnn.pt"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith(f"error: {weights / 'dncnn.pt'}: ") for line in errors), captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_evaluate_refuses_a_pickle_in_one_line(tmp_path, capsys) -> None:
+    from helpers.cli import main
+
+    torch.save({"format": CHECKPOINT_FORMAT, "arch": PurePosixPath("/etc/passwd")}, tmp_path / "pickle.pt")
+    assert main(["evaluate", "--task", "sr", "--weights", str(tmp_path / "pickle.pt"), "--device", "cpu",
+                 "--out", str(tmp_path / "eval")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / 'pickle.pt'}: not a readable checkpoint")

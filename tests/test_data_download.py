@@ -75,22 +75,33 @@ def realblur_members() -> dict[str, bytes]:
     return members
 
 
-def zip_bytes(members: dict[str, bytes], top: str) -> bytes:
+def zip_bytes(members: dict[str, bytes], top: str, symlinks: dict[str, str] | None = None) -> bytes:
+    """A zip of ``members`` under ``top``, plus ``symlinks`` (name -> target) stored as Info-ZIP stores links."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(top + name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3  # Unix
+            info.external_attr = (0o120777 << 16)  # S_IFLNK | 0777
+            archive.writestr(info, target)
     return buffer.getvalue()
 
 
-def tgz_bytes(members: dict[str, bytes]) -> bytes:
-    """A tar.gz with file entries only (no directory entries), the harder case for member selection."""
+def tgz_bytes(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None) -> bytes:
+    """A tar.gz with file entries only (no directory entries), the harder case for member selection, plus
+    ``links`` (name -> (tarfile.SYMTYPE or LNKTYPE, target))."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            archive.addfile(info)
     return buffer.getvalue()
 
 
@@ -471,3 +482,56 @@ def test_failing_realblur_sources_say_where_to_fetch_it_by_hand(server: FixtureS
     assert "'too many users'" in result.stderr and "--archive /path/to/RealBlur.tar.gz" in result.stderr
     assert "https://drive.google.com/file/d/not-an-id/view" in result.stderr
     assert "https://drive.google.com/drive/folders/1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq" in result.stderr
+
+
+# ----------------------------------------------------------------------------- hostile archives
+
+
+def test_archive_whose_root_is_its_parent_is_refused(tmp_path: Path) -> None:
+    """Members under ../ must not make --dest itself the dataset root (it held the user's own GOPRO-like tree)."""
+    dest = tmp_path / "datasets"
+    for name, data in gopro_members().items():  # the user's own files, with the expected pair counts
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes(data)
+    dest.chmod(0o700)
+    archive = tmp_path / "GOPRO_Large.zip"
+    archive.write_bytes(zip_bytes(gopro_members(), "../"))
+    result = run_script("gopro", "--archive", str(archive), dest=dest)
+    assert result.returncode != 0
+    assert "unsafe archive member ../train/" in result.stderr
+    assert "disk full" not in result.stderr
+    assert not (dest / ".complete").exists() and dest.stat().st_mode & 0o777 == 0o700
+    assert {name: data for name, data in tree_files(dest).items() if name != ".data_download.lock"} == gopro_members()
+    assert_nothing_installed(dest, "GOPRO_Large")
+
+
+def test_zip_with_a_symlink_member_is_refused(tmp_path: Path) -> None:
+    link = "GOPRO_Large/train/GOPR0372_07_00/sharp/000003.png"
+    archive = tmp_path / "GOPRO_Large.zip"
+    archive.write_bytes(zip_bytes(gopro_members(), "GOPRO_Large/", symlinks={link: "/etc/hostname"}))
+    result = run_script("gopro", "--archive", str(archive), dest=tmp_path / "datasets")
+    assert result.returncode != 0
+    assert f"unsafe archive member {link} (a symbolic link)" in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "GOPRO_Large")
+
+
+@pytest.mark.parametrize("kind, what", [(tarfile.SYMTYPE, "a symbolic link"), (tarfile.LNKTYPE, "a hard link")], ids=["symlink", "hardlink"])
+def test_tar_with_a_link_member_is_refused(tmp_path: Path, kind: bytes, what: str) -> None:
+    link = f"{REALBLUR_J}/scene001/gt/gt_9.png"
+    archive = tmp_path / "RealBlur.tar.gz"
+    archive.write_bytes(tgz_bytes(realblur_members(), links={link: (kind, "/etc/hostname")}))
+    result = run_script("realblur", "--archive", str(archive), dest=tmp_path / "datasets")
+    assert result.returncode != 0
+    assert f"unsafe archive member {link} ({what})" in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "RealBlur")
+
+
+def test_tar_member_leaving_the_folder_is_refused(tmp_path: Path) -> None:
+    members = {**realblur_members(), "../escape.txt": b"outside"}
+    archive = tmp_path / "RealBlur.tar.gz"
+    archive.write_bytes(tgz_bytes(members))
+    result = run_script("realblur", "--archive", str(archive), dest=tmp_path / "datasets")
+    assert result.returncode != 0
+    assert "unsafe archive member ../escape.txt (leaves the dataset folder)" in result.stderr
+    assert not (tmp_path / "escape.txt").exists()
+    assert_nothing_installed(tmp_path / "datasets", "RealBlur")

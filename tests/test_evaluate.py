@@ -288,7 +288,8 @@ def test_evaluate_cli_prints_the_noise_protocol(weights_dir, photo, tmp_path, ca
         assert f"{protocol} noise protocol" in (tmp_path / protocol / "denoise.md").read_text()
 
 
-def test_evaluate_cli_names_missing_weights(tmp_path, photo):
+def test_evaluate_cli_names_missing_weights(tmp_path, photo, capsys):
     write_image(tmp_path / "images" / "a.png", photo)
-    with pytest.raises(FileNotFoundError, match="dncnn.pt"):
-        main(["evaluate", "--task", "denoise", "--data", str(tmp_path / "images"), "--weights", str(tmp_path), "--device", "cpu"])
+    assert main(["evaluate", "--task", "denoise", "--data", str(tmp_path / "images"), "--weights", str(tmp_path), "--device", "cpu"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and str(tmp_path / "dncnn.pt") in errors[0]

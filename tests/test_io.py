@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import skimage.data
 import torch
+from PIL import Image, ImageOps
 
+import helpers.io
 from helpers.io import (
-    ImageReadError, atomic_path, image_to_tensor, list_images, read_image, read_image_any, tensor_to_image, write_image,
+    DEFAULT_MAX_PIXELS, ImageReadError, atomic_path, describe_content, image_to_tensor, list_images, read_image,
+    read_image_any, tensor_to_image, write_image,
 )
+
+ORIENTATION_TAG = 0x0112
 
 
 @pytest.mark.parametrize("suffix", [".png", ".bmp", ".tiff", ".webp"])
@@ -99,3 +111,126 @@ def test_written_files_get_the_usual_permissions(tmp_path) -> None:
     reference.write_text("x")
     written = write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8))
     assert written.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def png_with_header(path, width: int, height: int) -> Path:
+    """A PNG whose header declares width x height but whose pixel data is a few bytes: a decompression-bomb
+    header without the bomb (decoding it for real would need width * height * 3 bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fail the test if OpenCV is asked to decode or the whole file is read into memory."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the file was read or decoded before its header was checked")
+
+    monkeypatch.setattr(helpers.io.cv2, "imdecode", refuse)
+    monkeypatch.setattr(helpers.io.np, "fromfile", refuse)
+
+
+@pytest.mark.parametrize("side", [10000, 30000, 60000])
+def test_decompression_bomb_is_refused_from_its_header(tmp_path, no_decoding, side) -> None:
+    bomb = png_with_header(tmp_path / "bomb.png", side, side)
+    with pytest.raises(ImageReadError) as error:
+        read_image(bomb)
+    message = str(error.value)
+    # above Pillow's own ceiling (179 MP) its header parser refuses first, naming the pixel count
+    size = f"{side}x{side} pixels" if side * side < 2 * Image.MAX_IMAGE_PIXELS else f"{side * side} pixels"
+    assert str(bomb) in message and size in message and "limit" in message and "refused before decoding" in message
+    assert "\n" not in message
+
+
+def test_pixel_limit_lets_8k_photos_pass_and_can_be_changed(tmp_path) -> None:
+    assert DEFAULT_MAX_PIXELS >= 7680 * 4320  # an 8K UHD frame
+    image = skimage.data.coffee()[:64, :96]
+    path = write_image(tmp_path / "small.png", image)
+    np.testing.assert_array_equal(read_image(path, max_pixels=64 * 96), image)
+    with pytest.raises(ImageReadError, match=r"small.png: image of 96x64 pixels .* limit of 6,143 pixels"):
+        read_image(path, max_pixels=64 * 96 - 1)
+
+
+def test_sparse_file_is_refused_before_it_is_read(tmp_path, no_decoding) -> None:
+    with_header = png_with_header(tmp_path / "huge.png", 64, 48)
+    os.truncate(with_header, 8 * 2**30)  # 8 GiB, sparse: no disk space used
+    with pytest.raises(ImageReadError, match=r"huge.png: 8.0 GiB .* more than an image of 64x48 pixels"):
+        read_image(with_header)
+    zeros = tmp_path / "zeros.png"
+    zeros.touch()
+    os.truncate(zeros, 8 * 2**30)
+    with pytest.raises(ImageReadError, match="zeros.png: not a readable image"):
+        read_image(zeros)
+
+
+def jpeg_bytes_with_orientation(image: np.ndarray, orientation: int, suffix: str) -> bytes:
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = orientation
+    buffer = io.BytesIO()
+    options = {"quality": 95} if suffix == ".jpg" else {}
+    Image.fromarray(image).save(buffer, format={".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[suffix], exif=exif.tobytes(), **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow_does(tmp_path, suffix, orientation) -> None:
+    image = skimage.data.astronaut()[100:148, 150:214]  # 48 x 64, not symmetric
+    path = tmp_path / f"oriented{suffix}"
+    path.write_bytes(jpeg_bytes_with_orientation(image, orientation, suffix))
+    with Image.open(path) as stored:
+        expected = np.asarray(ImageOps.exif_transpose(stored).convert("RGB"))  # how viewers show it
+    decoded = read_image(path)
+    assert decoded.shape == expected.shape
+    if suffix == ".jpg":  # two JPEG decoders: within rounding, same geometry
+        assert np.abs(decoded.astype(int) - expected).mean() < 1.5
+    else:
+        np.testing.assert_array_equal(decoded, expected)
+
+
+def test_listing_skips_hidden_and_partial_files(tmp_path) -> None:
+    for name in ["a.png", ".b.x1y2z3w4.partial.png", ".hidden.png", "c.partial.png", "d.jpg"]:
+        write_image(tmp_path / name, np.zeros((4, 4, 3), np.uint8))
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "d.jpg"]
+
+
+def test_stale_partial_files_of_a_destination_are_removed_on_its_next_write(tmp_path) -> None:
+    stale = [tmp_path / ".out.k3j_9x2a.partial.png", tmp_path / ".last.0a1b2c3d.partial.pt"]
+    others = [tmp_path / ".other.k3j_9x2a.partial.png", tmp_path / "notes.partial.txt", tmp_path / ".out.png.bak"]
+    for path in stale + others:
+        path.write_bytes(b"")
+    write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8))
+    with atomic_path(tmp_path / "last.pt") as temp:
+        temp.write_bytes(b"checkpoint")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.png", "last.pt"] + [p.name for p in others])
+
+
+def test_tensor_to_image_in_row_blocks_matches_a_whole_conversion() -> None:
+    torch.manual_seed(0)
+    tensor = torch.rand(2, 3, 2 * helpers.io.CONVERSION_ROWS + 37, 19) * 1.4 - 0.2  # some values outside [0, 1]
+    expected = np.clip(np.rint(tensor.permute(0, 2, 3, 1).numpy().astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(tensor_to_image(tensor), expected)
+    np.testing.assert_array_equal(tensor_to_image(tensor[1]), expected[1])
+
+
+def test_file_content_is_named_from_its_first_bytes(tmp_path) -> None:
+    found = {}
+    for suffix, fourcc in [(".mp4", "mp4v"), (".avi", "MJPG"), (".mkv", "mp4v")]:
+        writer = cv2.VideoWriter(str(tmp_path / f"clip{suffix}"), cv2.VideoWriter_fourcc(*fourcc), 10.0, (32, 24))
+        writer.write(np.zeros((24, 32, 3), np.uint8))
+        writer.release()
+        found[suffix] = describe_content(tmp_path / f"clip{suffix}")
+    found[".jpg"] = describe_content(write_image(tmp_path / "photo.jpg", np.zeros((8, 8, 3), np.uint8)))
+    (tmp_path / "notes.txt").write_text("hello")
+    found[".txt"] = describe_content(tmp_path / "notes.txt")
+    assert found == {".mp4": "an MP4/MOV video", ".avi": "an AVI video", ".mkv": "a Matroska video",
+                     ".jpg": "a JPEG image", ".txt": None}

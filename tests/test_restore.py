@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
 from pathlib import Path
 
 import cv2
@@ -12,8 +14,9 @@ from PIL import Image
 
 import helpers.io
 from helpers.cli import main
-from helpers.io import read_image, read_image_any, write_image
+from helpers.io import DEFAULT_MAX_PIXELS, read_image, read_image_any, write_image
 from helpers.pipeline import Restorer
+from test_io import png_with_header
 from test_pipeline import max_difference, photo, save_networks, small_networks
 
 
@@ -172,7 +175,7 @@ def test_existing_output_needs_overwrite_and_input_is_never_replaced(restore, tm
     target = tmp_path / "out.png"
     target.write_bytes(b"keep me")
     assert restore(source, "-o", target) == 1
-    assert f"error: {target}: output exists (use --overwrite to replace it)" in capsys.readouterr().err
+    assert f"error: {target}: output exists (use --overwrite to replace it, or --skip-existing to keep it)" in capsys.readouterr().err
     assert target.read_bytes() == b"keep me"
     assert restore(source, "-o", target, "--overwrite") == 0
     assert read_image(target).shape == (64, 64, 3)
@@ -251,4 +254,147 @@ def test_help_documents_formats_and_naming(capsys):
     with pytest.raises(SystemExit):
         main(["restore", "--help"])
     text = capsys.readouterr().out
-    assert "16-bit" in text and "<stem>.mp4" in text and "--overwrite" in text
+    assert "16-bit" in text and "<stem>.mp4" in text and "--overwrite" in text and "--skip-existing" in text
+    assert f"default {DEFAULT_MAX_PIXELS:,} = 8192x8192" in " ".join(text.split()) and DEFAULT_MAX_PIXELS == 8192 * 8192
+
+
+# ----------------------------------------------------------------------------- hostile and careless use
+
+
+def test_bomb_header_is_refused_in_one_line_naming_the_limit(restore, tmp_path, capsys):
+    bomb = png_with_header(tmp_path / "bomb.png", 12000, 9000)
+    small = write_image(tmp_path / "small.png", photo(40, 56))
+    assert restore(bomb, small, "-o", tmp_path / "out") == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {bomb}: image of 12000x9000 pixels (108.0 MP) is above the limit of {DEFAULT_MAX_PIXELS:,} "
+                      "pixels; refused before decoding (if it is genuine, raise the limit: restore's --max-pixels)"]
+    assert "restored 1, failed 1" in captured.out
+    assert restore(small, "-o", tmp_path / "limited.png", "--max-pixels", "2000") == 1
+    assert "small.png: image of 56x40 pixels (0.0 MP) is above the limit of 2,000 pixels" in capsys.readouterr().err
+
+
+def truncated_avi(path: Path, frames: int) -> int:
+    """An MJPG AVI whose header announces ``frames`` frames, cut in half (as a broken download is); returns how
+    many frames still decode."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for index in range(frames):
+        writer.write(cv2.cvtColor(photo(48, 64 + index)[:, index:], cv2.COLOR_RGB2BGR))
+    writer.release()
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    decoded, _ = decode_video(path)
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == frames  # the header still announces them all
+    capture.release()
+    return len(decoded)
+
+
+def test_truncated_video_is_a_failure_not_a_shorter_result(restore, tmp_path, capsys):
+    decodable = truncated_avi(tmp_path / "cut.avi", 40)
+    assert 0 < decodable < 40
+    assert restore(tmp_path / "cut.avi", "-o", tmp_path / "out" / "cut.mp4") == 1
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'cut.avi'}: only {decodable} of the 40 frames its AVI container announces decode" in captured.err
+    assert "restored 0, failed 1" in captured.out
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_matroska_frame_count_is_an_estimate_so_a_shortfall_is_a_warning(restore, tmp_path, capsys):
+    write_video(tmp_path / "clip.mkv", frames=30)
+    data = (tmp_path / "clip.mkv").read_bytes()
+    (tmp_path / "clip.mkv").write_bytes(data[: len(data) // 2])
+    decodable = len(decode_video(tmp_path / "clip.mkv")[0])
+    assert restore(tmp_path / "clip.mkv", "-o", tmp_path / "clip.mp4") == 0
+    captured = capsys.readouterr()
+    assert f"warning: {tmp_path / 'clip.mkv'}: {decodable} frames decoded, the Matroska container estimates 30" in captured.err
+    assert len(decode_video(tmp_path / "clip.mp4")[0]) == decodable
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Writes past ``limit`` bytes fail with EFBIG (Python ignores SIGXFSZ): a disk that fills up mid-write."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_disk_full_during_a_video_write_publishes_nothing(restore, tmp_path, capsys):
+    write_video(tmp_path / "clip.mp4", frames=40)
+    (tmp_path / "out").mkdir()
+    with file_size_limit(20_000):
+        code = restore(tmp_path / "clip.mp4", "-o", tmp_path / "out" / "clip.mp4")
+    captured = capsys.readouterr()
+    assert code == 1, captured.out
+    assert "restored 0, failed 1" in captured.out
+    assert f"{tmp_path / 'out' / 'clip.mp4'}: the written video" in captured.err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("name, content, found", [
+    ("photo.mp4", "png", "not a video: its content is a PNG image"),
+    ("clip.png", "mp4", "not an image: its content is an MP4/MOV video"),
+])
+def test_file_type_is_decided_by_content(restore, tmp_path, capsys, name, content, found):
+    if content == "png":
+        write_image(tmp_path / name.replace(".mp4", ".png"), photo(40, 56)).rename(tmp_path / name)
+    else:
+        write_video(tmp_path / "clip.mp4", frames=3)
+        (tmp_path / "clip.mp4").rename(tmp_path / name)
+    assert restore(tmp_path / name, "-o", tmp_path / "out" / name) == 1
+    captured = capsys.readouterr()
+    assert f"error: {tmp_path / name}: " in captured.err and found in captured.err
+    assert "restored 0, failed 1" in captured.out
+
+
+def test_exif_orientation_is_applied_and_not_written(restore, reference, tmp_path):
+    upright = photo(40, 56)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers turn it 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(tmp_path / "in.jpg", exif=exif.tobytes(), quality=95)
+    assert restore(tmp_path / "in.jpg", "-o", tmp_path / "out.png") == 0
+    restored = read_image(tmp_path / "out.png")
+    assert restored.shape == (80, 112, 3)
+    assert np.abs(restored.astype(int) - reference.restore(read_image(tmp_path / "in.jpg"))).max() == 0
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.getexif().get(0x0112) is None  # upright pixels, no tag to apply twice
+
+
+def test_leftovers_of_a_killed_run_are_not_inputs_and_are_cleaned(restore, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    write_image(folder / "a.png", photo(40, 56))
+    (folder / ".a.k3j9x2ab.partial.png").write_bytes(b"")  # a killed run restored into its own input folder
+    (folder / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".a.0q1w2e3r.partial.png").write_bytes(b"half")  # the killed run's temporary output
+    assert restore(folder, "-o", out) == 0
+    assert "restored 1, failed 0" in capsys.readouterr().out
+    assert sorted(path.name for path in out.iterdir()) == ["a.png"]
+
+
+def test_skip_existing_resumes_an_interrupted_batch(restore, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(folder / name, photo(32, 40))
+    out = tmp_path / "out"
+    assert restore(folder / "a.png", folder / "b.png", "-o", out) == 0  # then the batch was interrupted
+    finished = (out / "a.png").read_bytes()
+    capsys.readouterr()
+    assert restore(folder, "-o", out, "--skip-existing") == 0
+    assert "restored 1, skipped 2, failed 0" in capsys.readouterr().out
+    assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert (out / "a.png").read_bytes() == finished
+    assert restore(folder / "a.png", "-o", out) == 1  # without the flag: a failure that names it
+    assert "output exists (use --overwrite to replace it, or --skip-existing to keep it)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["restore", str(folder), "-o", str(out), "--skip-existing", "--overwrite"])
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1e6", str(10**12)])
+def test_max_pixels_is_a_positive_count_up_to_pillows_ceiling(value, capsys):
+    with pytest.raises(SystemExit):
+        main(["restore", "in.png", "-o", "out.png", "--max-pixels", value])
+    assert "--max-pixels" in capsys.readouterr().err

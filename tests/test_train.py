@@ -306,7 +306,7 @@ def test_resume_with_another_architecture_names_the_file(other, dncnn_checkpoint
 def test_cli_reports_a_bad_checkpoint_in_one_line(cache_root, sample_pairs, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
     (tmp_path / "last.pt").write_bytes(b"\x00" * 100)
-    assert main(cli_train_args(tmp_path, "--epochs", "1", "--steps-per-epoch", "1", "--resume")) == 1
+    assert main(cli_train_args(tmp_path, "--epochs", "1", "--steps-per-epoch", "1", "--resume")) == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and str(tmp_path / "last.pt") in error_lines[0]
 
@@ -372,14 +372,14 @@ def test_init_starts_from_given_weights_with_the_requested_schedule(cache_root, 
 
     export_weights(EDSR(num_blocks=1, channels=8), tmp_path / "edsr.pt")
     args = cli_train_args(tmp_path / "run", "--init", str(tmp_path / "edsr.pt"))
-    assert train_command(build_parser().parse_args(args)) == 1
+    assert train_command(build_parser().parse_args(args)) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and str(tmp_path / "edsr.pt") in error[0] and "expected 'dncnn'" in error[0]
 
 def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    assert train_command(build_parser().parse_args(cli_train_args(tmp_path, "--device", "cuda"))) == 1
+    assert train_command(build_parser().parse_args(cli_train_args(tmp_path, "--device", "cuda"))) == 2
     assert "CUDA is not available" in capsys.readouterr().err
 
 
@@ -435,3 +435,173 @@ def test_photos_source_trains_with_held_out_photos_and_validates_the_cascade(tmp
 
     assert main([*args, "--cascade-weights", "none", "--out", str(tmp_path / "no_cascade")]) == 0
     assert math.isnan(load_checkpoint(tmp_path / "no_cascade" / "last.pt")["history"]["cascade_psnr"][-1])
+
+
+# ----------------------------------------------------------------------------- kills, damaged state, changed options
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at a checkpoint-write point: nothing after it runs (no except Exception catches it)."""
+
+
+def same_checkpoint(first: dict, second: dict, where: str = "") -> None:
+    """Assert two checkpoint states are bit-identical, except the wall-clock ``seconds`` of the history."""
+    assert type(first) is type(second), where
+    if isinstance(first, dict):
+        assert first.keys() == second.keys(), where
+        for key in first:
+            if not (where.endswith("history") and key == "seconds"):
+                same_checkpoint(first[key], second[key], f"{where}.{key}")
+    elif isinstance(first, (list, tuple)):
+        assert len(first) == len(second), where
+        for index, (a, b) in enumerate(zip(first, second)):
+            same_checkpoint(a, b, f"{where}[{index}]")
+    elif isinstance(first, torch.Tensor):
+        assert first.dtype == second.dtype and torch.equal(first, second), where
+    else:
+        assert first == second or (first != first and second != second), where  # NaN equals NaN here
+
+
+def test_a_kill_at_every_checkpoint_write_then_resume_ends_bit_identical(sample_pairs, cache_root, tmp_path, monkeypatch):
+    import helpers.train as train_module
+
+    def run(folder: Path, resume: bool) -> None:
+        torch.manual_seed(0)
+        train, val = make_datasets("dncnn", sample_pairs, cache_root)
+        fit(TINY["dncnn"](), train, val, config={"loss": LOSSES["dncnn"], "lr": 1e-3, **QUICK, "epochs": 2},
+            checkpoint_dir=folder, resume=resume)
+
+    real_save, writes = train_module.save_checkpoint, []
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda path, state: writes.append(Path(path).name) or real_save(path, state))
+    run(tmp_path / "straight", resume=False)
+    straight = {name: load_checkpoint(tmp_path / "straight" / name) for name in ("last.pt", "best.pt")}
+    assert straight["best.pt"]["epoch"] == 2 and len(writes) == 4  # both epochs improved: every write point is hit
+
+    for kill_at in range(len(writes)):
+        count = iter(range(len(writes)))
+
+        def save_until_killed(path, state):
+            if next(count) == kill_at:
+                raise Killed(f"killed before writing {Path(path).name}")
+            real_save(path, state)
+
+        folder = tmp_path / f"killed_before_write_{kill_at}"
+        monkeypatch.setattr(train_module, "save_checkpoint", save_until_killed)
+        with pytest.raises(Killed):
+            run(folder, resume=False)
+        monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+        run(folder, resume=True)
+        for name in ("last.pt", "best.pt"):
+            same_checkpoint(load_checkpoint(folder / name), straight[name], f"kill before write {kill_at + 1}: {name}")
+
+
+def test_partial_files_of_a_killed_run_are_removed(sample_pairs, cache_root, tmp_path):
+    for name in (".last.k3j9x2ab.partial.pt", ".best.0q1w2e3r.partial.pt"):
+        (tmp_path / name).write_bytes(b"")  # what SIGKILL during torch.save leaves
+    train, val = make_datasets("edsr", sample_pairs, cache_root)
+    fit(TINY["edsr"](), train, val, config={"loss": LOSSES["edsr"], **QUICK, "steps_per_epoch": 1}, checkpoint_dir=tmp_path, epochs=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(cache_root, sample_pairs, tmp_path_factory) -> Path:
+    """OUT of one epoch of ``python -m helpers train dncnn`` with the CLI defaults of cli_train_args (one step)."""
+    out = tmp_path_factory.mktemp("cli_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+        assert main(cli_train_args(out, "--epochs", "1", "--steps-per-epoch", "1")) == 0
+    return out
+
+
+def copy_of_run(run: Path, folder: Path, change=None) -> Path:
+    folder.mkdir(exist_ok=True)
+    state = load_checkpoint(run / "last.pt")
+    if change:
+        change(state)
+    torch.save(state, folder / "last.pt")
+    return folder
+
+
+DAMAGED = {
+    "empty-rng": (lambda s: s.update(rng={}), "rng"),
+    "empty-early-stopping": (lambda s: s.update(early_stopping={}), "early_stopping"),
+    "history-as-list": (lambda s: s.update(history=[1, 2]), "history"),
+    "history-values-not-lists": (lambda s: s["history"].update(epoch=1), "history"),
+    "epoch-as-string": (lambda s: s.update(epoch="1"), "epoch"),
+    "optimizer-as-list": (lambda s: s.update(optimizer=[]), "optimizer"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED, ids=list(DAMAGED))
+def test_resume_from_damaged_training_state_is_a_one_line_setup_error(case, cli_run, cache_root, tmp_path, monkeypatch, capsys):
+    change, field = DAMAGED[case]
+    folder = copy_of_run(cli_run, tmp_path / "run", change)
+    before = (folder / "last.pt").read_bytes()
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    assert main(cli_train_args(folder, "--epochs", "2", "--steps-per-epoch", "1", "--resume")) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {folder / 'last.pt'}: ") and field in errors[0], captured.err
+    assert "Traceback" not in captured.err
+    assert (folder / "last.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("option, value, change", [
+    ("--lr", "1e-3", "lr 0.0003 -> 0.001"),
+    ("--batch-size", "4", "batch_size 2 -> 4"),
+    ("--patch", "36", "data.patch 40 -> 36"),
+    ("--seed", "1", "seed 0 -> 1"),
+])
+def test_resume_refuses_changed_run_defining_options(option, value, change, cli_run, cache_root, tmp_path, monkeypatch, capsys):
+    folder = copy_of_run(cli_run, tmp_path / "run")
+    before = (folder / "last.pt").read_bytes()
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    assert main(cli_train_args(folder, "--epochs", "2", "--steps-per-epoch", "1", "--resume", option, value)) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {folder / 'last.pt'}: ") and change in errors[0]
+    assert "caching" not in captured.err  # refused before any data was built
+    assert "--init" in errors[0]  # how to start a new run from these weights instead
+    assert (folder / "last.pt").read_bytes() == before
+
+
+def test_resume_may_change_the_number_of_epochs(cli_run, cache_root, tmp_path, monkeypatch):
+    folder = copy_of_run(cli_run, tmp_path / "run")
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    assert main(cli_train_args(folder, "--epochs", "2", "--steps-per-epoch", "1", "--resume")) == 0
+    state = load_checkpoint(folder / "last.pt")
+    assert state["epoch"] == 2 and state["config"]["epochs"] == 2 and state["history"]["epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize("value", ["1.5", "1", "0", "-0.1", "nan"])
+def test_val_fraction_must_be_a_share(value, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(cli_train_args(tmp_path, "--val-fraction", value))
+    assert "--val-fraction: expected a share between 0 and 1 (exclusive)" in capsys.readouterr().err
+    assert build_parser().parse_args(cli_train_args(tmp_path, "--val-fraction", "0.3")).val_fraction == 0.3
+
+
+def test_init_from_an_absurd_architecture_is_refused_in_one_line(cache_root, tmp_path, monkeypatch, capsys):
+    from helpers.checkpoint import CHECKPOINT_FORMAT
+
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    small = DnCNN(depth=3, channels=4)
+    torch.save({"format": CHECKPOINT_FORMAT, "arch": {"name": "dncnn", "kwargs": {**small.arch["kwargs"], "channels": 10**9}},
+                "model": small.state_dict()}, tmp_path / "absurd.pt")
+    args = cli_train_args(tmp_path / "run", "--init", str(tmp_path / "absurd.pt"))
+    assert train_command(build_parser().parse_args(args)) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert errors == [f"error: {tmp_path / 'absurd.pt'}: dncnn argument channels=1000000000 is outside 0..4096; "
+                      "refused before building (a damaged or hostile file)"]
+
+
+def test_changed_run_options_compare_what_both_runs_record():
+    from helpers.train import _changed_run_options
+
+    stored = {"lr": 3e-4, "epochs": 5, "seed": 0, "arch": {"name": "dncnn"},
+              "data": {"patch": 50, "sigma": [0.0, 55.0], "init": "a.pt"}}
+    assert _changed_run_options(stored, {**stored, "epochs": 9, "data": {**stored["data"], "sigma": (0.0, 55.0), "init": "b.pt"}}) == []
+    assert _changed_run_options(stored, {**stored, "new_option": 1, "data": {**stored["data"], "new_entry": 2}}) == []
+    assert _changed_run_options(stored, {**stored, "lr": 1e-3, "data": {**stored["data"], "patch": 40}}) == [
+        "data.patch 50 -> 40", "lr 0.0003 -> 0.001"]
