@@ -387,7 +387,10 @@ class _Trainer:
 
     def resume(self, path: Path) -> None:
         """Restore everything from ``path``; foreign, truncated or mismatched files raise CheckpointError."""
-        state = load_checkpoint(path, map_location=self.device)
+        # On the CPU whatever the device: load_state_dict copies model and optimiser state to the device, the
+        # NumPy RNG state must stay in host memory, and Adam's step counters must stay CPU tensors (on the
+        # GPU each would cost a synchronisation per parameter per step).
+        state = load_checkpoint(path, map_location="cpu")
         missing = {"optimizer", "scheduler", "scaler", "early_stopping", "epoch", "rng", "history"} - set(state)
         if missing:
             raise CheckpointError(f"{path}: not a training checkpoint (lacks {sorted(missing)}); cannot resume from it")
@@ -399,12 +402,19 @@ class _Trainer:
         except (RuntimeError, ValueError, KeyError) as error:
             raise CheckpointError(f"{path}: state does not fit the model: {str(error).splitlines()[0]}") from None
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self._load_scaler_state(state["scaler"], path)
         self.best_val_loss = state["early_stopping"]["best_val_loss"]
         self.bad_epochs = state["early_stopping"]["bad_epochs"]
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.history = {key: list(state["history"].get(key, [])) for key in HISTORY_KEYS}
         _set_rng_state(state["rng"])
+
+    def _load_scaler_state(self, scaler_state: Mapping[str, Any], path: Path) -> None:
+        """The GradScaler's state, when the run had one (runs without float16 AMP store an empty dict)."""
+        if scaler_state:
+            self.scaler.load_state_dict(scaler_state)
+        elif self.scaler.is_enabled() and self.info.is_main:
+            print(f"{path}: no float16 loss-scaler state (saved without float16 AMP); starting with a fresh loss scale")
 
     def save(self, name: str, status: str) -> None:
         if self.info.is_main:

@@ -240,6 +240,47 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(sample_pairs, cach
         assert torch.equal(value, state["model"][name]), name
 
 
+def make_trainer(stage: str, sample_pairs, cache_root: Path, folder: Path, **config):
+    """The trainer ``fit`` builds, on the CPU and in one process, for tests of its parts."""
+    from helpers.train import DistributedInfo, _config_from, _Trainer
+
+    train, val = make_datasets(stage, sample_pairs, cache_root)
+    config = _config_from({"loss": LOSSES[stage], **QUICK}, config)
+    return _Trainer(TINY[stage](), train, val, build_loss(LOSSES[stage]), config, folder, torch.device("cpu"), DistributedInfo())
+
+
+def test_resume_loads_training_state_into_host_memory(dncnn_checkpoint, sample_pairs, cache_root, tmp_path):
+    """Loading onto a GPU broke resume (the NumPy RNG state cannot leave host memory) and left Adam's step
+    counters there (a synchronisation per parameter per step); "meta" stands in for such a device here."""
+    fresh = make_trainer("dncnn", sample_pairs, cache_root, tmp_path / "fresh")
+    fresh.train_epoch()
+    trainer = make_trainer("dncnn", sample_pairs, cache_root, tmp_path)
+    trainer.device = torch.device("meta")
+    trainer.resume(dncnn_checkpoint)
+
+    assert trainer.epoch == 1 and trainer.global_step == 1
+    step_devices = lambda trainer: {state["step"].device for state in trainer.optimizer.state.values()}  # noqa: E731
+    assert step_devices(trainer) == step_devices(fresh) == {torch.device("cpu")}  # where a fresh run keeps them
+    stored = load_checkpoint(dncnn_checkpoint)["model"]
+    assert all(torch.equal(value, stored[name]) for name, value in trainer.raw_model.state_dict().items())
+
+
+def test_resume_with_float16_amp_from_a_run_without_it(sample_pairs, cache_root, tmp_path, monkeypatch, capsys):
+    """A run saved on the CPU (no loss scaler: its state is {}) resumes where float16 AMP is on, as on a GPU."""
+    import helpers.train as train_module
+
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    config = {"loss": LOSSES["dncnn"], **QUICK, "steps_per_epoch": 2}
+    fit(TINY["dncnn"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=1)
+    assert load_checkpoint(tmp_path / "last.pt")["scaler"] == {}
+
+    monkeypatch.setattr(train_module, "_amp_settings", lambda config, device: (True, torch.float16))  # as on CUDA
+    history = fit(TINY["dncnn"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=2, resume=True)
+    assert history["epoch"] == [1, 2] and math.isfinite(history["val_loss"][-1])
+    assert "no float16 loss-scaler state" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "last.pt")["scaler"]["scale"] > 0  # the resumed run saved its scaler
+
+
 # ----------------------------------------------------------------------------- bad checkpoints
 
 
