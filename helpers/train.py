@@ -239,6 +239,30 @@ def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(tensor).all()) for tensor in model.state_dict().values() if tensor.is_floating_point())
 
 
+class _BufferSnapshot:
+    """A model's buffers as of the last ``take``, put back by ``restore`` when a training step is skipped.
+
+    A forward pass that overflows (float16 on CUDA) writes inf/NaN into BatchNorm's running statistics
+    before the loss shows it; skipping the step must undo that too. One flat copy per dtype per step
+    (two kernels for DnCNN instead of one per buffer).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for buffer in model.buffers():
+            groups.setdefault(buffer.dtype, []).append(buffer)
+        self.groups = list(groups.values())
+        self.saved: list[torch.Tensor] = []
+
+    def take(self) -> None:
+        self.saved = [torch.cat([buffer.detach().reshape(-1) for buffer in group]) for group in self.groups]
+
+    def restore(self) -> None:
+        for group, flat in zip(self.groups, self.saved):
+            for buffer, values in zip(group, flat.split([buffer.numel() for buffer in group])):
+                buffer.detach().copy_(values.view_as(buffer))
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -346,6 +370,7 @@ class _Trainer:
         self.autocast = _amp_settings(config, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast[0] and self.autocast[1] == torch.float16)
         self.optimizer = torch.optim.Adam(self.raw_model.parameters(), lr=config.lr)
+        self.buffers = _BufferSnapshot(self.raw_model)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
         )
@@ -456,6 +481,7 @@ class _Trainer:
         for inputs, targets in bar:
             inputs = inputs.to(self.device, non_blocking=True, memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
+            self.buffers.take()
             with torch.autocast(self.device.type, dtype=self.autocast[1], enabled=self.autocast[0]):
                 predictions = self.model(inputs)
             loss_value = self.loss(predictions.float(), targets)
@@ -465,6 +491,7 @@ class _Trainer:
                 loss_sum, loss_steps = loss_sum + loss_value.item(), loss_steps + 1
                 skipped += not self._optimizer_step(loss_value)
             else:
+                self.buffers.restore()
                 skipped += 1
                 non_finite_streak += 1
                 if non_finite_streak >= self.config.nan_patience:

@@ -281,6 +281,29 @@ def test_resume_with_float16_amp_from_a_run_without_it(sample_pairs, cache_root,
     assert load_checkpoint(tmp_path / "last.pt")["scaler"]["scale"] > 0  # the resumed run saved its scaler
 
 
+def test_a_skipped_step_leaves_the_batchnorm_statistics_as_they_were(sample_pairs, cache_root, tmp_path):
+    """One overflowing forward pass (float16 on a GPU) skips its step and must not poison BatchNorm's running stats."""
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    model, buffers_at_step_start = TINY["dncnn"](), []
+
+    def record_buffers(module: nn.Module, inputs: tuple) -> None:
+        if module.training:
+            buffers_at_step_start.append({name: value.clone() for name, value in model.named_buffers()})
+
+    def overflow_on_second_step(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        return output * math.inf if module.training and len(buffers_at_step_start) == 2 else None
+
+    model.body[0].register_forward_pre_hook(record_buffers)
+    model.body[0].register_forward_hook(overflow_on_second_step)
+    history = fit(model, train, val, config={"loss": LOSSES["dncnn"], **QUICK}, checkpoint_dir=tmp_path, epochs=1)
+
+    assert history["skipped_steps"] == [1]
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values())
+    first, second, third = buffers_at_step_start[:3]
+    assert not torch.equal(first["body.3.running_mean"], second["body.3.running_mean"])  # a normal step moves them
+    assert all(torch.equal(third[name], value) for name, value in second.items())  # the skipped one put them back
+
+
 # ----------------------------------------------------------------------------- bad checkpoints
 
 
