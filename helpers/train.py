@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .checks import check_image_batch, range_checked_upstream
 from .inference import pick_device
 from .losses import build_loss
 from .metrics import psnr, ssim
@@ -447,15 +448,21 @@ class _Trainer:
 
     # -- one epoch
 
-    def _all_ranks_finite(self, loss_value: torch.Tensor) -> bool:
-        """Whether the loss is finite on every rank (so all ranks skip the same steps, keeping DDP in step)."""
-        flag = torch.isfinite(loss_value.detach()).to(torch.float32).reshape(1)
-        if self.info.enabled:
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        return bool(flag.item())
+    def _loss_on_all_ranks(self, loss_value: torch.Tensor) -> tuple[bool, float]:
+        """(whether the loss is finite on every rank, this rank's loss) in one read from the device.
 
-    def _optimizer_step(self, loss_value: torch.Tensor) -> bool:
-        """Backward and step; False when the step was skipped for non-finite gradients."""
+        All ranks skip the same steps, keeping DDP in step. This read and GradScaler's own check of
+        the gradients are a float16 step's only synchronisations on a GPU.
+        """
+        loss_value = loss_value.detach().float().reshape(1)
+        finite = torch.isfinite(loss_value).float()
+        if self.info.enabled:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        finite_flag, loss = torch.cat([finite, loss_value]).tolist()
+        return finite_flag == 1.0, loss
+
+    def _optimizer_step(self, loss_value: torch.Tensor) -> None:
+        """Backward and step; GradScaler skips steps with non-finite gradients (float16), or the gradient norm does."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss_value).backward()
         if self.config.grad_clip is not None or not self.scaler.is_enabled():
@@ -463,11 +470,13 @@ class _Trainer:
             total_norm = nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_clip or math.inf)
             if not self.scaler.is_enabled() and not torch.isfinite(total_norm):
                 self.optimizer.zero_grad(set_to_none=True)
-                return False
-        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+                return
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return not (self.scaler.is_enabled() and self.scaler.get_scale() < scale_before)
+
+    def _optimizer_steps_taken(self) -> int:
+        """Steps Adam has applied (its counters stay in host memory, so reading them costs no synchronisation)."""
+        return max((int(state["step"]) for state in self.optimizer.state.values() if "step" in state), default=0)
 
     def train_epoch(self) -> tuple[float, int]:
         """One epoch of optimisation; returns (mean finite training loss, skipped steps)."""
@@ -475,24 +484,29 @@ class _Trainer:
         if hasattr(self.train_data, "set_epoch"):
             self.train_data.set_epoch(self.epoch)
         self.model.train()
-        loss_sum, loss_steps, skipped, non_finite_streak = 0.0, 0, 0, 0
+        loss_sum, loss_steps, steps, non_finite_streak = 0.0, 0, 0, 0
+        applied_before = self._optimizer_steps_taken()
         started, images = time.perf_counter(), 0
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="step", leave=False, disable=not self.info.is_main)
         for inputs, targets in bar:
+            check_image_batch(inputs, name="training inputs")  # at the edge, in host memory: no device sync
+            check_image_batch(targets, name="training targets")
             inputs = inputs.to(self.device, non_blocking=True, memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
             self.buffers.take()
-            with torch.autocast(self.device.type, dtype=self.autocast[1], enabled=self.autocast[0]):
-                predictions = self.model(inputs)
-            loss_value = self.loss(predictions.float(), targets)
+            with range_checked_upstream():
+                with torch.autocast(self.device.type, dtype=self.autocast[1], enabled=self.autocast[0]):
+                    predictions = self.model(inputs)
+                loss_value = self.loss(predictions.float(), targets)
             self.global_step += 1
-            if self._all_ranks_finite(loss_value):
+            steps += 1
+            finite, loss = self._loss_on_all_ranks(loss_value)
+            if finite:
                 non_finite_streak = 0
-                loss_sum, loss_steps = loss_sum + loss_value.item(), loss_steps + 1
-                skipped += not self._optimizer_step(loss_value)
+                loss_sum, loss_steps = loss_sum + loss, loss_steps + 1
+                self._optimizer_step(loss_value)
             else:
                 self.buffers.restore()
-                skipped += 1
                 non_finite_streak += 1
                 if non_finite_streak >= self.config.nan_patience:
                     bar.close()
@@ -502,7 +516,8 @@ class _Trainer:
                         f"{self.checkpoint_dir / LAST_CHECKPOINT} (try a lower --lr, --grad-clip or --no-amp)"
                     )
             images += len(inputs) * self.info.world_size
-            bar.set_postfix(loss=f"{loss_value.item():.4g}", img_s=f"{images / (time.perf_counter() - started):.1f}")
+            bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{images / (time.perf_counter() - started):.1f}")
+        skipped = steps - (self._optimizer_steps_taken() - applied_before)
         totals = _all_reduce_sum(torch.tensor([loss_sum, loss_steps], dtype=torch.float64, device=self.device), self.info)
         return (totals[0] / totals[1]).item() if totals[1] else math.nan, skipped
 

@@ -304,6 +304,68 @@ def test_a_skipped_step_leaves_the_batchnorm_statistics_as_they_were(sample_pair
     assert all(torch.equal(third[name], value) for name, value in second.items())  # the skipped one put them back
 
 
+class DeviceReads:
+    """Counts tensor-to-Python reads (``item``, ``float()``, ``bool()``, ``tolist``...): each is a GPU synchronisation
+    on a device tensor. Not counted: the edge checks of each batch in host memory and Adam's step counters, which
+    stay in host memory on a GPU too. (``.cpu()`` copies cannot be told apart on the CPU and are not counted.)"""
+
+    METHODS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, trainer) -> None:
+        import helpers.train as train_module
+
+        self.count, self.edge_checks, self.in_edge_check = 0, 0, False
+        host_counters = lambda: [state.get("step") for state in trainer.optimizer.state.values()]  # noqa: E731
+        for method in self.METHODS:
+            original = getattr(torch.Tensor, method)
+
+            def counting(tensor, *args, _original=original, **kwargs):
+                if not self.in_edge_check and not any(tensor is counter for counter in host_counters()):
+                    self.count += 1
+                return _original(tensor, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, method, counting)
+        real_check = train_module.check_image_batch
+
+        def edge_check(images, *args, **kwargs):
+            assert images.device.type == "cpu"
+            self.edge_checks, self.in_edge_check = self.edge_checks + 1, True
+            try:
+                return real_check(images, *args, **kwargs)
+            finally:
+                self.in_edge_check = False
+
+        monkeypatch.setattr(train_module, "check_image_batch", edge_check)
+
+
+def test_a_float16_training_step_reads_from_the_device_twice(sample_pairs, cache_root, tmp_path, monkeypatch):
+    """CPU float16 autocast with GradScaler("cpu") runs the GPU's code path; it used to read 10 numbers back per step
+    (range checks in the network and the loss, the loss twice, the finiteness flag, the loss scale twice)."""
+    trainer = make_trainer("dncnn", sample_pairs, cache_root, tmp_path, amp=True, amp_dtype="float16")
+    assert trainer.scaler.is_enabled()
+    batches = list(trainer.train_loader)  # made before counting: data loading is not the step
+    reads = DeviceReads(monkeypatch, trainer)
+    counts = []
+    for steps in (1, 4):
+        trainer.train_loader, before = batches[:steps], reads.count
+        trainer.train_epoch()
+        counts.append(reads.count - before)
+    assert len(batches) == 4 and (counts[1] - counts[0]) / 3 == 2  # per step: the loss with its finiteness, and GradScaler's found-inf check
+    assert reads.edge_checks == 2 * (1 + 4)  # inputs and targets of every batch were still checked, in host memory
+
+
+def test_steps_skipped_by_the_loss_scaler_are_counted(sample_pairs, cache_root, tmp_path):
+    """Counted from Adam's step counter (no read of the loss scale): a scale of 2**40 overflows float16 gradients."""
+    trainer = make_trainer("dncnn", sample_pairs, cache_root, tmp_path, amp=True, amp_dtype="float16")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    start = {name: value.clone() for name, value in trainer.raw_model.named_parameters()}
+    assert trainer.train_epoch()[1] == QUICK["steps_per_epoch"]
+    assert all(torch.equal(value, start[name]) for name, value in trainer.raw_model.named_parameters())
+    assert trainer.scaler.get_scale() == 2.0 ** (40 - QUICK["steps_per_epoch"])
+    trainer.scaler = torch.amp.GradScaler("cpu")
+    assert trainer.train_epoch()[1] == 0
+
+
 # ----------------------------------------------------------------------------- bad checkpoints
 
 
