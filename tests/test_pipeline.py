@@ -179,6 +179,19 @@ def test_only_one_padded_tile_reaches_the_networks(networks):
     assert all(height <= 32 + 2 * 16 and width <= 32 + 2 * 16 for _, _, height, width in seen)
 
 
+@pytest.mark.parametrize("height, width", [(72, 100), (75, 101)])
+def test_all_tiles_of_an_image_have_one_shape(networks, height, width):
+    """On CUDA cuDNN's autotuner (on, for fixed video sizes) tunes every new shape: edge tiles used to add 3-9 per image."""
+    image = photo(height, width)
+    restorer = Restorer(networks, device="cpu", fp32=True, tile=32, tile_overlap=16)
+    seen: list[tuple[int, ...]] = []
+    restorer.models["dncnn"].register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape)))
+    tiled = restorer.restore_stages(image)
+    assert len(seen) >= 6 and len(set(seen)) == 1 and max(seen[0][-2:]) <= 32 + 2 * 16 + 3
+    whole = Restorer(networks, device="cpu", fp32=True).restore_stages(image)
+    assert max(max_difference(tiled[name], whole[name]) for name in whole) <= 1
+
+
 class OverflowsInReducedPrecision(nn.Module):
     """Identity whose low-precision path overflows to +inf on bright frames, as float16 activations can beyond 65504."""
 
