@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Iterator
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ __all__ = [
     "inference_dtype",
     "cpu_has_native_bfloat16",
     "autocast_for",
+    "tf32_off",
 ]
 
 
@@ -169,7 +170,22 @@ def inference_dtype(device: torch.device | str, fp32: bool = False) -> torch.dty
 
 
 def autocast_for(device: torch.device | str, dtype: torch.dtype | None) -> ContextManager[Any]:
-    """``torch.autocast`` for ``device`` in ``dtype``, or a no-op context when ``dtype`` is None (float32)."""
+    """``torch.autocast`` for ``device`` in ``dtype``, or true float32 (``tf32_off``) when ``dtype`` is None."""
     if dtype is None:
-        return contextlib.nullcontext()
+        return tf32_off()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def tf32_off() -> Iterator[None]:
+    """CUDA convolutions and matrix products in full float32 inside the block (the flags are restored after).
+
+    On Ampere and newer GPUs (Colab's L4, A100) cuDNN rounds float32 convolution inputs to TF32
+    (10-bit mantissa) by default: ``fp32=True`` and the float32 redo of an overflowing tile must not.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -237,6 +237,32 @@ def test_non_finite_tile_is_redone_and_fp32_never_warns():
         assert np.array_equal(forced.restore(image), image)
 
 
+class RecordsPrecisionFlags(OverflowsInReducedPrecision):
+    """The overflowing identity that also records, per call, whether CUDA may use TF32 (convolutions, matmuls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flags: list[tuple[bool, bool]] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.flags.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return super().forward(images)
+
+
+def test_float32_runs_and_the_float32_redo_turn_tf32_off():
+    """Ampere+ GPUs run float32 convolutions in TF32 by default; --fp32 and the redo promise true float32."""
+    defaults = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    image = np.full((16, 16, 3), 230, np.uint8)  # bright: overflows in reduced precision
+    forced = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", fp32=True)
+    forced.restore(image)
+    assert forced.models["dncnn"].flags == [(False, False)]
+    redone = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", half_dtype=torch.bfloat16)
+    with pytest.warns(UserWarning, match="redone in float32"):
+        redone.restore(image)
+    assert redone.models["dncnn"].flags == [defaults, (False, False)]
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == defaults  # restored afterwards
+
+
 @pytest.mark.parametrize(
     "height, width, expected, aspect_note",
     [(200, 300, (720, 1280, 3), True), (300, 200, (1280, 720, 3), True), (180, 320, (720, 1280, 3), False)],
