@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import math
 import os
 import random
@@ -60,6 +61,8 @@ HISTORY_KEYS = (
     "skipped_steps",
 )
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
+# How long the other ranks wait for rank 0 to build the data cache (GOPRO's frames: minutes to an hour on Colab).
+CACHE_BUILD_TIMEOUT = datetime.timedelta(hours=2)
 
 
 class TrainingDiverged(RuntimeError):
@@ -145,12 +148,23 @@ def distributed(device_request: str | torch.device = "auto") -> Iterator[tuple[D
 
 @contextlib.contextmanager
 def main_process_first(info: DistributedInfo) -> Iterator[None]:
-    """Rank 0 runs the block (e.g. building a data cache) before the other ranks do."""
-    if info.enabled and not info.is_main:
-        dist.barrier()
-    yield
-    if info.enabled and info.is_main:
-        dist.barrier()
+    """Rank 0 runs the block (e.g. building a data cache) before the other ranks do.
+
+    The others wait on a gloo group of their own with ``CACHE_BUILD_TIMEOUT``: the default group's
+    timeout (NCCL: 10 minutes) is shorter than decoding a dataset into the cache can take.
+    """
+    if not info.enabled:
+        yield
+        return
+    group = dist.new_group(backend="gloo", timeout=CACHE_BUILD_TIMEOUT)
+    try:
+        if not info.is_main:
+            dist.barrier(group=group)
+        yield
+        if info.is_main:
+            dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
 
 
 def _all_reduce_sum(values: torch.Tensor, info: DistributedInfo) -> torch.Tensor:

@@ -439,6 +439,18 @@ def test_torchrun_two_gloo_processes_write_one_checkpoint(cache_root, sample_pai
 
 
 
+def run_ddp_worker(mode: str, out: Path, cache_root: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests" / "ddp_worker.py"), mode, str(out)]
+    return subprocess.run(command, cwd=REPO, env=subprocess_env(cache_root), capture_output=True, text=True, timeout=300)
+
+
+def test_ranks_wait_for_a_cache_longer_than_the_process_group_timeout(cache_root, tmp_path):
+    result = run_ddp_worker("slow-cache", tmp_path, cache_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["done_rank0", "done_rank1"]
+
+
 def test_cli_training_options_reach_the_training_set_only(cache_root, tmp_path, monkeypatch):
     from helpers.train import _datasets
 
