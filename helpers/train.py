@@ -535,6 +535,12 @@ class _Trainer:
         totals = _all_reduce_sum(torch.tensor([loss_sum, loss_steps], dtype=torch.float64, device=self.device), self.info)
         return (totals[0] / totals[1]).item() if totals[1] else math.nan, skipped
 
+    def _broadcast_buffers(self) -> None:
+        """Rank 0's buffers on every rank: each rank's BatchNorm saw its own last batches, and every rank must
+        validate the model that rank 0 saves."""
+        for buffer in self.raw_model.buffers():
+            dist.broadcast(buffer, src=0)
+
     def run(self) -> dict[str, list]:
         epochs = tqdm(
             range(self.epoch, self.config.epochs), desc="training", unit="epoch", initial=self.epoch,
@@ -546,6 +552,8 @@ class _Trainer:
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, skipped = self.train_epoch()
+            if self.info.enabled:
+                self._broadcast_buffers()
             metrics = evaluate(  # the bare model: DDP's forward would sync buffers on uneven validation shards
                 self.raw_model, self.val_loader, self.loss, self.device, self.autocast, self.config.channels_last, self.info
             )

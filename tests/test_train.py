@@ -445,6 +445,17 @@ def run_ddp_worker(mode: str, out: Path, cache_root: Path) -> subprocess.Complet
     return subprocess.run(command, cwd=REPO, env=subprocess_env(cache_root), capture_output=True, text=True, timeout=300)
 
 
+def test_ddp_ranks_validate_with_the_same_batchnorm_statistics(cache_root, tmp_path):
+    """Each rank's BatchNorm sees its own batches; validation (all-reduced) must use the statistics that are saved."""
+    result = run_ddp_worker("buffers", tmp_path, cache_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"buffers_rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert ranks[0]["body.3.num_batches_tracked"] == 6
+    assert all(torch.equal(value, ranks[1][name]) for name, value in ranks[0].items())
+    saved = load_checkpoint(tmp_path / "last.pt")["model"]
+    assert all(torch.equal(value, ranks[0][name]) for name, value in saved.items() if name in ranks[0])
+
+
 def test_ranks_wait_for_a_cache_longer_than_the_process_group_timeout(cache_root, tmp_path):
     result = run_ddp_worker("slow-cache", tmp_path, cache_root)
     assert result.returncode == 0, result.stderr[-3000:]
