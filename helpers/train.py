@@ -3,9 +3,13 @@
 Adam with ReduceLROnPlateau on the validation loss, early stopping, optional gradient clipping,
 mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU when asked), non-finite
 loss detection, per-epoch validation (loss, PSNR, SSIM against the input's PSNR), atomic
-``last.pt`` / ``best.pt`` checkpoints that resume exactly (model, optimiser, scaler, scheduler,
+``last.pt`` / ``best.pt`` checkpoints that resume (model, optimiser, scaler, scheduler,
 early-stopping state, RNG states, history, config), and DistributedDataParallel when started by
 ``torchrun``. ``train_command`` is ``python -m helpers train``.
+
+A resumed run gives the same weights and history as an uninterrupted one, bit for bit, on the CPU
+and on CUDA with ``deterministic=True`` (``--deterministic``); without it cuDNN's convolution
+backward and autotuner make every CUDA run differ slightly, resumed or not.
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ class TrainConfig:
     ``amp=True`` on the CPU uses bfloat16 autocast. ``steps_per_epoch=None`` is one pass over the
     training data. ``early_stop_patience=None`` never stops early. ``loss`` is a
     ``helpers.losses.build_loss`` config; ``arch`` is filled in from the model; ``data`` records
-    where the data came from (informational).
+    where the data came from (informational). ``deterministic`` makes CUDA runs reproducible
+    (``_deterministic_algorithms``), at some speed.
     """
 
     epochs: int = 10
@@ -97,6 +102,7 @@ class TrainConfig:
     nan_patience: int = 5
     seed: int = 0
     channels_last: bool = False
+    deterministic: bool = False
     loss: dict = field(default_factory=dict)
     arch: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -248,6 +254,30 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, torch's deterministic kernels and no cuDNN autotuning (both restored after); a no-op if not enabled.
+
+    The CPU is reproducible without it. ``warn_only``: torch warns that reflection padding's backward
+    (kornia's SSIM window) has no deterministic CUDA kernel; there it only adds zeros, as SSIM's valid
+    window discards the padded border, so the sums do not depend on their order
+    (``python -m bench.gpu_check`` compares a resumed UNet run with an uninterrupted one on a GPU).
+    """
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
 
 
 def _weights_finite(model: nn.Module) -> bool:
@@ -607,7 +637,8 @@ def fit(
     ``config`` is a TrainConfig or dict; keyword ``overrides`` replace its fields. ``loss=None``
     builds ``config.loss``. Writes ``checkpoint_dir/last.pt`` every epoch and ``best.pt`` when the
     validation loss improves. ``resume=True`` continues from ``last.pt`` (starting afresh when it
-    does not exist) with the same data order, LR schedule and results as an uninterrupted run.
+    does not exist) with the same data order and LR schedule as an uninterrupted run, and the same
+    results bit for bit on the CPU, or on CUDA with ``deterministic=True``.
     Under ``torchrun`` it trains with DistributedDataParallel; only rank 0 writes and prints.
     Raises TrainingDiverged after ``nan_patience`` consecutive non-finite losses, CheckpointError
     for a checkpoint that cannot be resumed.
@@ -617,7 +648,7 @@ def fit(
     if loss is None:
         loss = build_loss(config.loss)
     checkpoint_dir = Path(checkpoint_dir)
-    with distributed(device) as (info, torch_device):
+    with distributed(device) as (info, torch_device), _deterministic_algorithms(config.deterministic):
         if info.is_main:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(config.seed)
@@ -714,6 +745,7 @@ def train_command(args: argparse.Namespace) -> int:
         plateau_patience=args.plateau_patience,
         seed=args.seed,
         channels_last=args.channels_last,
+        deterministic=args.deterministic,
         loss=_loss_config(args),
         data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": args.val_fraction,
               **({"sigma": args.sigma} if args.model == "dncnn" else {}), **_training_only_options(args),

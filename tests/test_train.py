@@ -501,6 +501,29 @@ def test_init_starts_from_given_weights_with_the_requested_schedule(cache_root, 
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and str(tmp_path / "edsr.pt") in error[0] and "expected 'dncnn'" in error[0]
 
+def test_deterministic_mode_holds_for_the_run_only(sample_pairs, cache_root, tmp_path, monkeypatch):
+    """What a resumed CUDA run needs to match an uninterrupted one: deterministic kernels and no cuDNN autotuning."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # as prepare_for_inference leaves it on CUDA
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")  # (restored to unset afterwards)
+    seen = []
+
+    class RecordingLoss(nn.MSELoss):
+        def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark))
+            return super().forward(prediction, target)
+
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    fit(TINY["dncnn"](), train, val, RecordingLoss(), checkpoint_dir=tmp_path, epochs=1, deterministic=True,
+        **{**QUICK, "steps_per_epoch": 1})
+    assert seen and set(seen) == {(True, False)}
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == (False, True)
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["deterministic"] is True
+    parsed = build_parser().parse_args(cli_train_args(tmp_path, "--deterministic"))
+    assert parsed.deterministic and not build_parser().parse_args(cli_train_args(tmp_path)).deterministic
+
+
 def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
