@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator
+
 import torch
 
 # Values may overshoot [0, 1] by float rounding (e.g. after a resize); anything beyond this is a caller bug.
 RANGE_TOLERANCE = 1e-3
+
+_range_checked_upstream = contextvars.ContextVar("range_checked_upstream", default=False)
+
+
+@contextlib.contextmanager
+def range_checked_upstream() -> Iterator[None]:
+    """Leave the value-range check out of ``check_image_batch`` inside this block (shapes and types are still checked).
+
+    For loops that checked each batch once at the edge, in host memory: on a GPU the range check
+    reads two numbers back from the device, a synchronisation per network and loss term per step.
+    """
+    token = _range_checked_upstream.set(True)
+    try:
+        yield
+    finally:
+        _range_checked_upstream.reset(token)
 
 
 def check_image_batch(
@@ -24,11 +44,10 @@ def check_image_batch(
     height, width = images.shape[-2:]
     if min(height, width) < min_size:
         raise ValueError(f"{name}: expected height and width >= {min_size}, received {height}x{width}")
-    if check_range and images.numel():
+    if check_range and images.numel() and not _range_checked_upstream.get():
         low, high = torch.aminmax(images.detach())
-        low, high = float(low), float(high)
-        if low < -tolerance or high > 1 + tolerance:
-            raise ValueError(f"{name}: expected values in [0, 1], received values in [{low:.4g}, {high:.4g}]")
+        if bool((low < -tolerance) | (high > 1 + tolerance)):  # one read from the device, not two
+            raise ValueError(f"{name}: expected values in [0, 1], received values in [{float(low):.4g}, {float(high):.4g}]")
 
 
 def check_same_shape(prediction: torch.Tensor, target: torch.Tensor) -> None:

@@ -125,6 +125,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default=None,
                         help="autocast type (default: float16 on CUDA, bfloat16 on CPU)")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="reproducible CUDA runs (deterministic cuDNN kernels, no autotuning; slower): what makes "
+                             "--resume match an uninterrupted run bit for bit on a GPU, as it always does on the CPU")
     parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
     parser.add_argument("--early-stop", type=int, default=10, help="epochs without improvement before stopping (0: never)")
     parser.add_argument("--sigma", type=_sigma, default=(0.0, 55.0),

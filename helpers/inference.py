@@ -24,7 +24,7 @@ import copy
 import ctypes
 import platform
 import warnings
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Iterator
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ __all__ = [
     "cpu_has_native_bfloat16",
     "autocast_for",
     "keep_freed_memory",
+    "tf32_off",
 ]
 
 # mallopt(3) parameter numbers from glibc's <malloc.h>, glibc's default for M_MMAP_MAX, the largest C int.
@@ -177,9 +178,9 @@ def inference_dtype(device: torch.device | str, fp32: bool = False) -> torch.dty
 
 
 def autocast_for(device: torch.device | str, dtype: torch.dtype | None) -> ContextManager[Any]:
-    """``torch.autocast`` for ``device`` in ``dtype``, or a no-op context when ``dtype`` is None (float32)."""
+    """``torch.autocast`` for ``device`` in ``dtype``, or true float32 (``tf32_off``) when ``dtype`` is None."""
     if dtype is None:
-        return contextlib.nullcontext()
+        return tf32_off()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
@@ -206,3 +207,18 @@ def keep_freed_memory(enabled: bool = True) -> bool:
         return False
     settings = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: _NEVER_TRIM, _M_ARENA_MAX: 1} if enabled else {_M_MMAP_MAX: _GLIBC_DEFAULT_MMAP_MAX}
     return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings.items())
+
+
+@contextlib.contextmanager
+def tf32_off() -> Iterator[None]:
+    """CUDA convolutions and matrix products in full float32 inside the block (the flags are restored after).
+
+    On Ampere and newer GPUs (Colab's L4, A100) cuDNN rounds float32 convolution inputs to TF32
+    (10-bit mantissa) by default: ``fp32=True`` and the float32 redo of an overflowing tile must not.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

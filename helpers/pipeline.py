@@ -3,14 +3,16 @@
 ``Restorer`` runs the stages in that fixed order (any of them can be switched off), clamping to [0, 1]
 between stages, on images, batches of frames or tensors, whole or in tiles.
 
-Tiling ("crop the padding"): the image is cut into a grid of ``tile`` x ``tile`` cores; each core is
-run through the WHOLE cascade together with ``tile_overlap`` pixels of real image around it (less at
-the image border, where the untiled run sees the same border), and only the core of the result is
-kept, so every output pixel comes from exactly one tile and no blending weights are needed. Tile
-windows start on multiples of the UNet's 2**depth, so its max-pooling grid and bottom/right padding
-match the untiled run; the only difference left is what lies beyond ``tile_overlap`` pixels of the
-cascade's receptive field. The image (and the assembled result) stay in host memory: only one padded
-tile at a time is moved to the device and its result moved back.
+Tiling ("crop the padding"): the image is cut into a grid of equal cores of at most ``tile`` x ``tile``
+pixels; each core is run through the WHOLE cascade together with at least ``tile_overlap`` pixels of
+real image around it (or the image border, which the untiled run sees too), and only the core of the
+result is kept, so every output pixel comes from exactly one tile and no blending weights are needed.
+All windows of an image have one size (at the border they slide inward instead of shrinking), so
+cuDNN's autotuner tunes the networks once per image size rather than for every edge tile. Windows
+start on multiples of the UNet's 2**depth, so its max-pooling grid and bottom/right padding match the
+untiled run; the only difference left is what lies beyond ``tile_overlap`` pixels of the cascade's
+receptive field. The image (and the assembled result) stay in host memory: only one padded tile at a
+time is moved to the device and its result moved back.
 
 Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
 that compute it natively), float32 otherwise or with ``fp32=True``. A frame or tile whose
@@ -81,19 +83,29 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _tile_spans(length: int, tile: int, overlap: int, multiple: int, min_size: int) -> list[tuple[int, int, int, int]]:
-    """(core_start, core_end, window_start, window_end) along one axis; windows start on ``multiple``.
+    """(core_start, core_end, window_start, window_end) along one axis; every window has the same size.
 
-    ``tile`` and ``overlap`` must already be multiples of ``multiple``. A window too small for the
-    networks (a thin last core near the border) is widened towards the image's start.
+    ``tile`` and ``overlap`` must already be multiples of ``multiple``. The axis gets the fewest equal
+    cores (multiples of ``multiple``, the last one shorter) that fit in ``tile``; each window is its
+    core with ``overlap`` on both sides, moved inward at the image border. Windows start on multiples
+    of ``multiple``, so the last one can end at the image's end only if the window size is congruent
+    to ``length`` modulo ``multiple``: that remainder is added to every window (and taken from the core
+    limit, keeping windows within ``tile + 2 * overlap``).
     """
+    if length <= tile:
+        return [(0, length, 0, length)]
+    remainder = length % multiple
+    core_limit = tile if remainder == 0 else max(multiple, tile - multiple)
+    cores = -(-length // core_limit)
+    core = _round_up(-(-length // cores), multiple)
+    window = core + 2 * overlap + remainder
+    window += _round_up(max(0, min_size - window), multiple)
+    if window >= length:
+        return [(0, length, 0, length)]
     spans = []
-    for start in range(0, length, tile):
-        end = min(start + tile, length)
-        window_start, window_end = max(0, start - overlap), min(length, end + overlap)
-        if window_end - window_start < min_size:
-            window_start = max(0, window_end - min_size) // multiple * multiple
-            window_end = min(length, max(window_end, window_start + min_size))
-        spans.append((start, end, window_start, window_end))
+    for start in range(0, length, core):
+        window_start = max(0, min(start - overlap, length - window))
+        spans.append((start, min(start + core, length), window_start, window_start + window))
     return spans
 
 

@@ -3,19 +3,24 @@
 Adam with ReduceLROnPlateau on the validation loss, early stopping, optional gradient clipping,
 mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU when asked), non-finite
 loss detection, per-epoch validation (loss, PSNR, SSIM against the input's PSNR), atomic
-``last.pt`` / ``best.pt`` checkpoints that resume exactly (model, optimiser, scaler, scheduler,
+``last.pt`` / ``best.pt`` checkpoints that resume (model, optimiser, scaler, scheduler,
 early-stopping state, RNG states, history, config), and DistributedDataParallel when started by
 ``torchrun``. ``train_command`` is ``python -m helpers train``.
 
 A model may return a dict of tensors and a dataset may give a dict of targets (the cascade's per-stage
 outputs and intermediate targets, ``helpers.cascade``): the loss receives them as they are, and the
 metrics use the entry under ``PRIMARY`` ("final") of each.
+
+A resumed run gives the same weights and history as an uninterrupted one, bit for bit, on the CPU
+and on CUDA with ``deterministic=True`` (``--deterministic``); without it cuDNN's convolution
+backward and autotuner make every CUDA run differ slightly, resumed or not.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import math
 import os
 import random
@@ -34,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .checks import check_image_batch, range_checked_upstream
 from .inference import pick_device
 from .losses import build_loss
 from .metrics import psnr, ssim
@@ -67,6 +73,8 @@ HISTORY_KEYS = (
 )
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
 PRIMARY = "final"  # the prediction / target measured, when a model or dataset gives a dict of them
+# How long the other ranks wait for rank 0 to build the data cache (GOPRO's frames: minutes to an hour on Colab).
+CACHE_BUILD_TIMEOUT = datetime.timedelta(hours=2)
 
 
 class TrainingDiverged(RuntimeError):
@@ -82,7 +90,8 @@ class TrainConfig:
     training data. ``val_batch_size=None`` validates in batches of ``batch_size`` when the validation
     items share one size (fixed crops), one by one otherwise (whole frames of several sizes). ``early_stop_patience=None`` never stops early. ``loss`` is a
     ``helpers.losses.build_loss`` config; ``arch`` is filled in from the model; ``data`` records
-    where the data came from (informational).
+    where the data came from (informational). ``deterministic`` makes CUDA runs reproducible
+    (``_deterministic_algorithms``), at some speed.
     """
 
     epochs: int = 10
@@ -102,6 +111,7 @@ class TrainConfig:
     nan_patience: int = 5
     seed: int = 0
     channels_last: bool = False
+    deterministic: bool = False
     loss: dict = field(default_factory=dict)
     arch: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -153,12 +163,23 @@ def distributed(device_request: str | torch.device = "auto") -> Iterator[tuple[D
 
 @contextlib.contextmanager
 def main_process_first(info: DistributedInfo) -> Iterator[None]:
-    """Rank 0 runs the block (e.g. building a data cache) before the other ranks do."""
-    if info.enabled and not info.is_main:
-        dist.barrier()
-    yield
-    if info.enabled and info.is_main:
-        dist.barrier()
+    """Rank 0 runs the block (e.g. building a data cache) before the other ranks do.
+
+    The others wait on a gloo group of their own with ``CACHE_BUILD_TIMEOUT``: the default group's
+    timeout (NCCL: 10 minutes) is shorter than decoding a dataset into the cache can take.
+    """
+    if not info.enabled:
+        yield
+        return
+    group = dist.new_group(backend="gloo", timeout=CACHE_BUILD_TIMEOUT)
+    try:
+        if not info.is_main:
+            dist.barrier(group=group)
+        yield
+        if info.is_main:
+            dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
 
 
 def _all_reduce_sum(values: torch.Tensor, info: DistributedInfo) -> torch.Tensor:
@@ -244,7 +265,7 @@ TRAINING_STATE_TYPES = {
     "config": dict, "epoch": int, "global_step": int,
 }
 # TrainConfig fields a resumed run may change (its later checkpoints record the new values); all others define the run.
-RESUMABLE_CHANGES = ("epochs", "early_stop_patience", "num_workers")
+RESUMABLE_CHANGES = ("epochs", "early_stop_patience", "num_workers", "deterministic")
 
 
 def check_resumable(path: Path, state: Mapping[str, Any], config: TrainConfig, arch: Mapping[str, Any] | None) -> None:
@@ -330,8 +351,56 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextlib.contextmanager
+def _deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, torch's deterministic kernels and no cuDNN autotuning (both restored after); a no-op if not enabled.
+
+    The CPU is reproducible without it. ``warn_only``: torch warns that reflection padding's backward
+    (kornia's SSIM window) has no deterministic CUDA kernel; there it only adds zeros, as SSIM's valid
+    window discards the padded border, so the sums do not depend on their order
+    (``python -m bench.gpu_check`` compares a resumed UNet run with an uninterrupted one on a GPU).
+    """
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
+
+
 def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(tensor).all()) for tensor in model.state_dict().values() if tensor.is_floating_point())
+
+
+class _BufferSnapshot:
+    """A model's buffers as of the last ``take``, put back by ``restore`` when a training step is skipped.
+
+    A forward pass that overflows (float16 on CUDA) writes inf/NaN into BatchNorm's running statistics
+    before the loss shows it; skipping the step must undo that too. One flat copy per dtype per step
+    (two kernels for DnCNN instead of one per buffer).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for buffer in model.buffers():
+            groups.setdefault(buffer.dtype, []).append(buffer)
+        self.groups = list(groups.values())
+        self.saved: list[torch.Tensor] = []
+
+    def take(self) -> None:
+        self.saved = [torch.cat([buffer.detach().reshape(-1) for buffer in group]) for group in self.groups]
+
+    def restore(self) -> None:
+        for group, flat in zip(self.groups, self.saved):
+            for buffer, values in zip(group, flat.split([buffer.numel() for buffer in group])):
+                buffer.detach().copy_(values.view_as(buffer))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -453,6 +522,7 @@ class _Trainer:
         self.autocast = _amp_settings(config, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast[0] and self.autocast[1] == torch.float16)
         self.optimizer = torch.optim.Adam(self.raw_model.parameters(), lr=config.lr)
+        self.buffers = _BufferSnapshot(self.raw_model)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
         )
@@ -501,13 +571,16 @@ class _Trainer:
 
     def resume(self, path: Path) -> None:
         """Restore everything from ``path``; foreign, truncated or mismatched files raise CheckpointError."""
-        state = load_checkpoint(path, map_location=self.device)
+        # On the CPU whatever the device: load_state_dict copies model and optimiser state to the device, the
+        # NumPy RNG state must stay in host memory, and Adam's step counters must stay CPU tensors (on the
+        # GPU each would cost a synchronisation per parameter per step).
+        state = load_checkpoint(path, map_location="cpu")
         check_resumable(path, state, self.config, self.raw_model.arch)
         try:
             self.raw_model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
+            self._load_scaler_state(state["scaler"], path)
             _set_rng_state(state["rng"])
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
             raise CheckpointError(f"{path}: state does not fit the model or is damaged: {str(error).splitlines()[0]}") from None
@@ -516,21 +589,34 @@ class _Trainer:
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.history = {key: list(state["history"].get(key, [])) for key in HISTORY_KEYS}
 
+    def _load_scaler_state(self, scaler_state: Mapping[str, Any], path: Path) -> None:
+        """The GradScaler's state, when the run had one (runs without float16 AMP store an empty dict)."""
+        if scaler_state:
+            self.scaler.load_state_dict(scaler_state)
+        elif self.scaler.is_enabled() and self.info.is_main:
+            print(f"{path}: no float16 loss-scaler state (saved without float16 AMP); starting with a fresh loss scale")
+
     def save(self, name: str, status: str) -> None:
         if self.info.is_main:
             save_checkpoint(self.checkpoint_dir / name, self.state(status))
 
     # -- one epoch
 
-    def _all_ranks_finite(self, loss_value: torch.Tensor) -> bool:
-        """Whether the loss is finite on every rank (so all ranks skip the same steps, keeping DDP in step)."""
-        flag = torch.isfinite(loss_value.detach()).to(torch.float32).reshape(1)
-        if self.info.enabled:
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        return bool(flag.item())
+    def _loss_on_all_ranks(self, loss_value: torch.Tensor) -> tuple[bool, float]:
+        """(whether the loss is finite on every rank, this rank's loss) in one read from the device.
 
-    def _optimizer_step(self, loss_value: torch.Tensor) -> bool:
-        """Backward and step; False when the step was skipped for non-finite gradients."""
+        All ranks skip the same steps, keeping DDP in step. This read and GradScaler's own check of
+        the gradients are a float16 step's only synchronisations on a GPU.
+        """
+        loss_value = loss_value.detach().float().reshape(1)
+        finite = torch.isfinite(loss_value).float()
+        if self.info.enabled:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        finite_flag, loss = torch.cat([finite, loss_value]).tolist()
+        return finite_flag == 1.0, loss
+
+    def _optimizer_step(self, loss_value: torch.Tensor) -> None:
+        """Backward and step; GradScaler skips steps with non-finite gradients (float16), or the gradient norm does."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss_value).backward()
         if self.config.grad_clip is not None or not self.scaler.is_enabled():
@@ -538,11 +624,13 @@ class _Trainer:
             total_norm = nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_clip or math.inf)
             if not self.scaler.is_enabled() and not torch.isfinite(total_norm):
                 self.optimizer.zero_grad(set_to_none=True)
-                return False
-        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+                return
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return not (self.scaler.is_enabled() and self.scaler.get_scale() < scale_before)
+
+    def _optimizer_steps_taken(self) -> int:
+        """Steps Adam has applied (its counters stay in host memory, so reading them costs no synchronisation)."""
+        return max((int(state["step"]) for state in self.optimizer.state.values() if "step" in state), default=0)
 
     def train_epoch(self) -> tuple[float, int]:
         """One epoch of optimisation; returns (mean finite training loss, skipped steps)."""
@@ -550,22 +638,29 @@ class _Trainer:
         if hasattr(self.train_data, "set_epoch"):
             self.train_data.set_epoch(self.epoch)
         self.model.train()
-        loss_sum, loss_steps, skipped, non_finite_streak = 0.0, 0, 0, 0
+        loss_sum, loss_steps, steps, non_finite_streak = 0.0, 0, 0, 0
+        applied_before = self._optimizer_steps_taken()
         started, images = time.perf_counter(), 0
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="step", leave=False, disable=not self.info.is_main)
         for inputs, targets in bar:
+            check_image_batch(inputs, name="training inputs")  # at the edge, in host memory: no device sync
+            _each(targets, lambda tensor: check_image_batch(tensor, name="training targets"))
             inputs = inputs.to(self.device, non_blocking=True, memory_format=self.memory_format)
             targets = _each(targets, lambda tensor: tensor.to(self.device, non_blocking=True))
-            with torch.autocast(self.device.type, dtype=self.autocast[1], enabled=self.autocast[0]):
-                predictions = self.model(inputs)
-            loss_value = self.loss(_each(predictions, torch.Tensor.float), targets)
+            self.buffers.take()
+            with range_checked_upstream():
+                with torch.autocast(self.device.type, dtype=self.autocast[1], enabled=self.autocast[0]):
+                    predictions = self.model(inputs)
+                loss_value = self.loss(_each(predictions, torch.Tensor.float), targets)
             self.global_step += 1
-            if self._all_ranks_finite(loss_value):
+            steps += 1
+            finite, loss = self._loss_on_all_ranks(loss_value)
+            if finite:
                 non_finite_streak = 0
-                loss_sum, loss_steps = loss_sum + loss_value.item(), loss_steps + 1
-                skipped += not self._optimizer_step(loss_value)
+                loss_sum, loss_steps = loss_sum + loss, loss_steps + 1
+                self._optimizer_step(loss_value)
             else:
-                skipped += 1
+                self.buffers.restore()
                 non_finite_streak += 1
                 if non_finite_streak >= self.config.nan_patience:
                     bar.close()
@@ -575,9 +670,16 @@ class _Trainer:
                         f"{self.checkpoint_dir / LAST_CHECKPOINT} (try a lower --lr, --grad-clip or --no-amp)"
                     )
             images += len(inputs) * self.info.world_size
-            bar.set_postfix(loss=f"{loss_value.item():.4g}", img_s=f"{images / (time.perf_counter() - started):.1f}")
+            bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{images / (time.perf_counter() - started):.1f}")
+        skipped = steps - (self._optimizer_steps_taken() - applied_before)
         totals = _all_reduce_sum(torch.tensor([loss_sum, loss_steps], dtype=torch.float64, device=self.device), self.info)
         return (totals[0] / totals[1]).item() if totals[1] else math.nan, skipped
+
+    def _broadcast_buffers(self) -> None:
+        """Rank 0's buffers on every rank: each rank's BatchNorm saw its own last batches, and every rank must
+        validate the model that rank 0 saves."""
+        for buffer in self.raw_model.buffers():
+            dist.broadcast(buffer, src=0)
 
     def run(self) -> dict[str, list]:
         epochs = tqdm(
@@ -590,6 +692,8 @@ class _Trainer:
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, skipped = self.train_epoch()
+            if self.info.enabled:
+                self._broadcast_buffers()
             metrics = evaluate(  # the bare model: DDP's forward would sync buffers on uneven validation shards
                 self.raw_model, self.val_loader, self.loss, self.device, self.autocast, self.config.channels_last, self.info
             )
@@ -649,7 +753,8 @@ def fit(
     ``config`` is a TrainConfig or dict; keyword ``overrides`` replace its fields. ``loss=None``
     builds ``config.loss``. Writes ``checkpoint_dir/last.pt`` every epoch and ``best.pt`` when the
     validation loss improves. ``resume=True`` continues from ``last.pt`` (starting afresh when it
-    does not exist) with the same data order, LR schedule and results as an uninterrupted run.
+    does not exist) with the same data order and LR schedule as an uninterrupted run, and the same
+    results bit for bit on the CPU, or on CUDA with ``deterministic=True``.
     Under ``torchrun`` it trains with DistributedDataParallel; only rank 0 writes and prints.
     ``cascade_validation(model)``, when given, runs after every epoch's validation (on rank 0) and
     returns a PSNR recorded as ``cascade_psnr``: how the whole cascade does with this network in it.
@@ -661,7 +766,7 @@ def fit(
     if loss is None:
         loss = build_loss(config.loss)
     checkpoint_dir = Path(checkpoint_dir)
-    with distributed(device) as (info, torch_device):
+    with distributed(device) as (info, torch_device), _deterministic_algorithms(config.deterministic):
         if info.is_main:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(config.seed)
@@ -852,6 +957,7 @@ def train_command(args: argparse.Namespace) -> int:
         plateau_patience=args.plateau_patience,
         seed=args.seed,
         channels_last=args.channels_last,
+        deterministic=args.deterministic,
         loss=_loss_config(args),
         data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": _val_fraction(args),
               **({"sigma": args.sigma} if args.model == "dncnn" else {}), **_training_only_options(args),

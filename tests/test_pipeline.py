@@ -210,6 +210,19 @@ def test_only_one_padded_tile_reaches_the_networks(networks):
     assert all(height <= 32 + 2 * 16 and width <= 32 + 2 * 16 for _, _, height, width in seen)
 
 
+@pytest.mark.parametrize("height, width", [(72, 100), (75, 101)])
+def test_all_tiles_of_an_image_have_one_shape(networks, height, width):
+    """On CUDA cuDNN's autotuner (on, for fixed video sizes) tunes every new shape: edge tiles used to add 3-9 per image."""
+    image = photo(height, width)
+    restorer = Restorer(networks, device="cpu", fp32=True, tile=32, tile_overlap=16)
+    seen: list[tuple[int, ...]] = []
+    restorer.models["dncnn"].register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape)))
+    tiled = restorer.restore_stages(image)
+    assert len(seen) >= 6 and len(set(seen)) == 1 and max(seen[0][-2:]) <= 32 + 2 * 16 + 3
+    whole = Restorer(networks, device="cpu", fp32=True).restore_stages(image)
+    assert max(max_difference(tiled[name], whole[name]) for name in whole) <= 1
+
+
 class OverflowsInReducedPrecision(nn.Module):
     """Identity whose low-precision path overflows to +inf on bright frames, as float16 activations can beyond 65504."""
 
@@ -253,6 +266,32 @@ def test_non_finite_tile_is_redone_and_fp32_never_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.array_equal(forced.restore(image), image)
+
+
+class RecordsPrecisionFlags(OverflowsInReducedPrecision):
+    """The overflowing identity that also records, per call, whether CUDA may use TF32 (convolutions, matmuls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flags: list[tuple[bool, bool]] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.flags.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return super().forward(images)
+
+
+def test_float32_runs_and_the_float32_redo_turn_tf32_off():
+    """Ampere+ GPUs run float32 convolutions in TF32 by default; --fp32 and the redo promise true float32."""
+    defaults = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    image = np.full((16, 16, 3), 230, np.uint8)  # bright: overflows in reduced precision
+    forced = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", fp32=True)
+    forced.restore(image)
+    assert forced.models["dncnn"].flags == [(False, False)]
+    redone = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", half_dtype=torch.bfloat16)
+    with pytest.warns(UserWarning, match="redone in float32"):
+        redone.restore(image)
+    assert redone.models["dncnn"].flags == [defaults, (False, False)]
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == defaults  # restored afterwards
 
 
 @pytest.mark.parametrize(

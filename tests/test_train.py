@@ -264,6 +264,132 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(sample_pairs, cach
         assert torch.equal(value, state["model"][name]), name
 
 
+def make_trainer(stage: str, sample_pairs, cache_root: Path, folder: Path, **config):
+    """The trainer ``fit`` builds, on the CPU and in one process, for tests of its parts."""
+    from helpers.train import DistributedInfo, _config_from, _Trainer
+
+    train, val = make_datasets(stage, sample_pairs, cache_root)
+    config = _config_from({"loss": LOSSES[stage], **QUICK}, config)
+    return _Trainer(TINY[stage](), train, val, build_loss(LOSSES[stage]), config, folder, torch.device("cpu"), DistributedInfo())
+
+
+def test_resume_loads_training_state_into_host_memory(dncnn_checkpoint, sample_pairs, cache_root, tmp_path):
+    """Loading onto a GPU broke resume (the NumPy RNG state cannot leave host memory) and left Adam's step
+    counters there (a synchronisation per parameter per step); "meta" stands in for such a device here."""
+    fresh = make_trainer("dncnn", sample_pairs, cache_root, tmp_path / "fresh", steps_per_epoch=1)
+    fresh.train_epoch()
+    trainer = make_trainer("dncnn", sample_pairs, cache_root, tmp_path, steps_per_epoch=1)  # the stored run's options
+    trainer.device = torch.device("meta")
+    trainer.resume(dncnn_checkpoint)
+
+    assert trainer.epoch == 1 and trainer.global_step == 1
+    step_devices = lambda trainer: {state["step"].device for state in trainer.optimizer.state.values()}  # noqa: E731
+    assert step_devices(trainer) == step_devices(fresh) == {torch.device("cpu")}  # where a fresh run keeps them
+    stored = load_checkpoint(dncnn_checkpoint)["model"]
+    assert all(torch.equal(value, stored[name]) for name, value in trainer.raw_model.state_dict().items())
+
+
+def test_resume_with_float16_amp_from_a_run_without_it(sample_pairs, cache_root, tmp_path, monkeypatch, capsys):
+    """A run saved on the CPU (no loss scaler: its state is {}) resumes where float16 AMP is on, as on a GPU."""
+    import helpers.train as train_module
+
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    config = {"loss": LOSSES["dncnn"], **QUICK, "steps_per_epoch": 2}
+    fit(TINY["dncnn"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=1)
+    assert load_checkpoint(tmp_path / "last.pt")["scaler"] == {}
+
+    monkeypatch.setattr(train_module, "_amp_settings", lambda config, device: (True, torch.float16))  # as on CUDA
+    history = fit(TINY["dncnn"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=2, resume=True)
+    assert history["epoch"] == [1, 2] and math.isfinite(history["val_loss"][-1])
+    assert "no float16 loss-scaler state" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "last.pt")["scaler"]["scale"] > 0  # the resumed run saved its scaler
+
+
+def test_a_skipped_step_leaves_the_batchnorm_statistics_as_they_were(sample_pairs, cache_root, tmp_path):
+    """One overflowing forward pass (float16 on a GPU) skips its step and must not poison BatchNorm's running stats."""
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    model, buffers_at_step_start = TINY["dncnn"](), []
+
+    def record_buffers(module: nn.Module, inputs: tuple) -> None:
+        if module.training:
+            buffers_at_step_start.append({name: value.clone() for name, value in model.named_buffers()})
+
+    def overflow_on_second_step(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        return output * math.inf if module.training and len(buffers_at_step_start) == 2 else None
+
+    model.body[0].register_forward_pre_hook(record_buffers)
+    model.body[0].register_forward_hook(overflow_on_second_step)
+    history = fit(model, train, val, config={"loss": LOSSES["dncnn"], **QUICK}, checkpoint_dir=tmp_path, epochs=1)
+
+    assert history["skipped_steps"] == [1]
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values())
+    first, second, third = buffers_at_step_start[:3]
+    assert not torch.equal(first["body.3.running_mean"], second["body.3.running_mean"])  # a normal step moves them
+    assert all(torch.equal(third[name], value) for name, value in second.items())  # the skipped one put them back
+
+
+class DeviceReads:
+    """Counts tensor-to-Python reads (``item``, ``float()``, ``bool()``, ``tolist``...): each is a GPU synchronisation
+    on a device tensor. Not counted: the edge checks of each batch in host memory and Adam's step counters, which
+    stay in host memory on a GPU too. (``.cpu()`` copies cannot be told apart on the CPU and are not counted.)"""
+
+    METHODS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, trainer) -> None:
+        import helpers.train as train_module
+
+        self.count, self.edge_checks, self.in_edge_check = 0, 0, False
+        host_counters = lambda: [state.get("step") for state in trainer.optimizer.state.values()]  # noqa: E731
+        for method in self.METHODS:
+            original = getattr(torch.Tensor, method)
+
+            def counting(tensor, *args, _original=original, **kwargs):
+                if not self.in_edge_check and not any(tensor is counter for counter in host_counters()):
+                    self.count += 1
+                return _original(tensor, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, method, counting)
+        real_check = train_module.check_image_batch
+
+        def edge_check(images, *args, **kwargs):
+            assert images.device.type == "cpu"
+            self.edge_checks, self.in_edge_check = self.edge_checks + 1, True
+            try:
+                return real_check(images, *args, **kwargs)
+            finally:
+                self.in_edge_check = False
+
+        monkeypatch.setattr(train_module, "check_image_batch", edge_check)
+
+
+def test_a_float16_training_step_reads_from_the_device_twice(sample_pairs, cache_root, tmp_path, monkeypatch):
+    """CPU float16 autocast with GradScaler("cpu") runs the GPU's code path; it used to read 10 numbers back per step
+    (range checks in the network and the loss, the loss twice, the finiteness flag, the loss scale twice)."""
+    trainer = make_trainer("dncnn", sample_pairs, cache_root, tmp_path, amp=True, amp_dtype="float16")
+    assert trainer.scaler.is_enabled()
+    batches = list(trainer.train_loader)  # made before counting: data loading is not the step
+    reads = DeviceReads(monkeypatch, trainer)
+    counts = []
+    for steps in (1, 4):
+        trainer.train_loader, before = batches[:steps], reads.count
+        trainer.train_epoch()
+        counts.append(reads.count - before)
+    assert len(batches) == 4 and (counts[1] - counts[0]) / 3 == 2  # per step: the loss with its finiteness, and GradScaler's found-inf check
+    assert reads.edge_checks == 2 * (1 + 4)  # inputs and targets of every batch were still checked, in host memory
+
+
+def test_steps_skipped_by_the_loss_scaler_are_counted(sample_pairs, cache_root, tmp_path):
+    """Counted from Adam's step counter (no read of the loss scale): a scale of 2**40 overflows float16 gradients."""
+    trainer = make_trainer("dncnn", sample_pairs, cache_root, tmp_path, amp=True, amp_dtype="float16")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    start = {name: value.clone() for name, value in trainer.raw_model.named_parameters()}
+    assert trainer.train_epoch()[1] == QUICK["steps_per_epoch"]
+    assert all(torch.equal(value, start[name]) for name, value in trainer.raw_model.named_parameters())
+    assert trainer.scaler.get_scale() == 2.0 ** (40 - QUICK["steps_per_epoch"])
+    trainer.scaler = torch.amp.GradScaler("cpu")
+    assert trainer.train_epoch()[1] == 0
+
+
 # ----------------------------------------------------------------------------- bad checkpoints
 
 
@@ -337,6 +463,29 @@ def test_torchrun_two_gloo_processes_write_one_checkpoint(cache_root, sample_pai
 
 
 
+def run_ddp_worker(mode: str, out: Path, cache_root: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests" / "ddp_worker.py"), mode, str(out)]
+    return subprocess.run(command, cwd=REPO, env=subprocess_env(cache_root), capture_output=True, text=True, timeout=300)
+
+
+def test_ddp_ranks_validate_with_the_same_batchnorm_statistics(cache_root, tmp_path):
+    """Each rank's BatchNorm sees its own batches; validation (all-reduced) must use the statistics that are saved."""
+    result = run_ddp_worker("buffers", tmp_path, cache_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"buffers_rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert ranks[0]["body.3.num_batches_tracked"] == 6
+    assert all(torch.equal(value, ranks[1][name]) for name, value in ranks[0].items())
+    saved = load_checkpoint(tmp_path / "last.pt")["model"]
+    assert all(torch.equal(value, ranks[0][name]) for name, value in saved.items() if name in ranks[0])
+
+
+def test_ranks_wait_for_a_cache_longer_than_the_process_group_timeout(cache_root, tmp_path):
+    result = run_ddp_worker("slow-cache", tmp_path, cache_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["done_rank0", "done_rank1"]
+
+
 def test_cli_training_options_reach_the_training_set_only(cache_root, tmp_path, monkeypatch):
     from helpers.train import _datasets
 
@@ -375,6 +524,29 @@ def test_init_starts_from_given_weights_with_the_requested_schedule(cache_root, 
     assert train_command(build_parser().parse_args(args)) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and str(tmp_path / "edsr.pt") in error[0] and "expected 'dncnn'" in error[0]
+
+def test_deterministic_mode_holds_for_the_run_only(sample_pairs, cache_root, tmp_path, monkeypatch):
+    """What a resumed CUDA run needs to match an uninterrupted one: deterministic kernels and no cuDNN autotuning."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # as prepare_for_inference leaves it on CUDA
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")  # (restored to unset afterwards)
+    seen = []
+
+    class RecordingLoss(nn.MSELoss):
+        def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark))
+            return super().forward(prediction, target)
+
+    train, val = make_datasets("dncnn", sample_pairs, cache_root)
+    fit(TINY["dncnn"](), train, val, RecordingLoss(), checkpoint_dir=tmp_path, epochs=1, deterministic=True,
+        **{**QUICK, "steps_per_epoch": 1})
+    assert seen and set(seen) == {(True, False)}
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == (False, True)
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["deterministic"] is True
+    parsed = build_parser().parse_args(cli_train_args(tmp_path, "--deterministic"))
+    assert parsed.deterministic and not build_parser().parse_args(cli_train_args(tmp_path)).deterministic
+
 
 def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
