@@ -24,6 +24,7 @@ import datetime
 import math
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -322,12 +323,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _without_folders(value: Any) -> Any:
+    """'gopro:/content/datasets/GOPRO_Large' -> 'gopro:GOPRO_Large': each path in a data entry by its last part."""
+    if not isinstance(value, str):
+        return _plain(value)
+    return "".join(Path(part).name if "/" in part or "\\" in part else part for part in re.split(r"([:,=])", value))
+
+
 def _changed_run_options(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """'name stored -> current' for every run-defining option that differs (``data`` compared entry by entry).
 
     ``arch`` is left out (the network itself is compared), and so is ``data.init``: ``--resume`` takes
     precedence over ``--init``, so where the first weights came from does not change the run being resumed.
     Options only one side records are left out too: a run saved by older code lacks options added since.
+    Data paths count by their last part: the same dataset found elsewhere (a new Colab VM's ``/content``,
+    a moved folder) continues the run; another dataset does not.
     """
     changes = []
     for key in sorted(set(stored) & set(current)):
@@ -338,7 +348,7 @@ def _changed_run_options(stored: Mapping[str, Any], current: Mapping[str, Any]) 
             changes += [
                 f"data.{name} {old[name]} -> {new[name]}"
                 for name in sorted(set(old) & set(new))
-                if name != "init" and _plain(old[name]) != _plain(new[name])
+                if name != "init" and _without_folders(old[name]) != _without_folders(new[name])
             ]
         elif _plain(old) != _plain(new):
             changes.append(f"{key} {old} -> {new}")

@@ -777,3 +777,16 @@ def test_changed_run_options_compare_what_both_runs_record():
     assert _changed_run_options(stored, {**stored, "new_option": 1, "data": {**stored["data"], "new_entry": 2}}) == []
     assert _changed_run_options(stored, {**stored, "lr": 1e-3, "data": {**stored["data"], "patch": 40}}) == [
         "data.patch 50 -> 40", "lr 0.0003 -> 0.001"]
+
+
+def test_a_resumed_run_may_find_its_data_in_another_folder_but_not_other_data():
+    """A new Colab VM extracts the same dataset under another /content; the run goes on. Another set does not."""
+    from helpers.train import _changed_run_options
+
+    stored = {"data": {"source": "photos:/vm1/BSDS432=0.4,/vm1/Urban100=0.6", "kernels": "/vm1/kernels/levin09.npz"}}
+    moved = {"data": {"source": "photos:/vm2/data/BSDS432=0.4,/vm2/data/Urban100=0.6", "kernels": "/vm2/levin09.npz"}}
+    assert _changed_run_options(stored, moved) == []
+    other = {"data": {"source": "photos:/vm1/BSDS432=0.5,/vm1/Urban100=0.5", "kernels": "/vm1/kernels/levin09.npz"}}
+    assert _changed_run_options(stored, other) == [
+        "data.source photos:/vm1/BSDS432=0.4,/vm1/Urban100=0.6 -> photos:/vm1/BSDS432=0.5,/vm1/Urban100=0.5"]
+    assert _changed_run_options({"data": {"source": "gopro:/a/GOPRO_Large"}}, {"data": {"source": "sample"}}) != []
