@@ -301,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit code."""
     args = build_parser().parse_args(argv)
     module_name, function_name = COMMANDS[args.command]
+    if args.command == "train" and args.model == "cascade":  # the cascade's trainer builds on helpers.train, not in it
+        module_name, function_name = "helpers.cascade", "train_cascade_command"
     command = getattr(importlib.import_module(module_name), function_name)
     return int(command(args) or 0)
 

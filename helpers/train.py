@@ -944,13 +944,11 @@ def _datasets(args: argparse.Namespace, patch: int, world_size: int) -> tuple[Da
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """``python -m helpers train MODEL --data ... --out DIR``: build data, model and loss, then ``fit``."""
+    """``python -m helpers train MODEL --data ... --out DIR``: build data, model and loss, then ``fit``.
+
+    One network; ``train cascade`` is ``helpers.cascade.train_cascade_command`` (the CLI dispatches it).
+    """
     from .models import build_model
-
-    if args.model == "cascade":
-        from .cascade import train_cascade_command
-
-        return train_cascade_command(args)
 
     defaults = STAGE_DEFAULTS[args.model]
     patch = args.patch or defaults.patch
