@@ -11,6 +11,7 @@
 # Usage: nohup bash weights/train_demo.sh &        bash weights/train_demo.sh export   (export only)
 #        nohup bash weights/train_demo.sh cascade &   (tried, not shipped: the v5 files fine-tuned as one cascade,
 #        weights/README.md; state in .../demo_training_v5/cascade, exported to .../cascade/weights)
+#        nohup bash weights/train_demo.sh sharp &     (the v5 UNet fine-tuned with half its inputs left sharp)
 # The starting points are the v4 files, taken from git history (commit 60cb2c2) into $RUNS/v4_weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,18 @@ if [ "${1:-train}" = cascade ]; then
         --batch-size 4 --patch 64 --lr 5e-5 --kernels "$TRAIN/kernels/levin09.npz" --kernel-fraction 0.5 \
         --nonuniform-fraction 0.2 --clean-fraction 0.3 --sharp-fraction 0.3 \
         --downscale-kernels area,bicubic,opencv-bicubic --val-patch 96 --val-items 32 >>"$LOGS/cascade.log" 2>&1
+    exit
+fi
+if [ "${1:-train}" = sharp ]; then
+    # Tried after v5: the v5 UNet run's best.pt fine-tuned with half of its inputs left sharp, so that it leaves
+    # sharp frames alone (v5's 10% sharp share cost 1.4 dB on clean photos, bench.eval_shared). One thread;
+    # state in .../demo_training_v5/unet_sharp.
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE "$PY" -m helpers train unet --device cpu --early-stop 0 --seed 1 \
+        --resume --val-patch 96 --val-items 32 --steps-per-epoch 50 --plateau-patience 2 \
+        --kernels "$TRAIN/kernels/levin09.npz" --data "photos:$TRAIN/BSDS432=0.4,$TRAIN/Urban100=0.6" \
+        --out "$RUNS/unet_sharp" --init "$RUNS/unet/best.pt" --epochs "${UNET_EPOCHS:-60}" --batch-size 4 \
+        --patch 112 --lr 1e-4 --kernel-fraction 0.5 --nonuniform-fraction 0.2 --sharp-fraction 0.5 \
+        --colour-augment 0.2 >>"$LOGS/unet_sharp.log" 2>&1
     exit
 fi
 # One thread per run, sleeping instead of spinning while waiting: three runs share two cores.
