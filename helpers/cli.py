@@ -17,7 +17,7 @@ from typing import Sequence
 COMMANDS = {
     "train": ("helpers.train", "train_command"),
     "restore": ("helpers.restore", "restore_command"),
-    "evaluate": ("helpers.evaluate", "evaluate_command"),
+    "evaluate": ("helpers.report", "evaluate_command"),
     "demo": ("helpers.demo", "demo_command"),
     "notebooks": ("helpers.notebooks", "notebooks_command"),
     "colab-links": ("helpers.notebooks", "colab_links_command"),
@@ -207,6 +207,9 @@ def _add_restore_parser(commands: argparse._SubParsersAction) -> None:
                         help="tile size in input pixels, to bound memory on large images (default 0: whole images "
                              "up to 1280x720 input pixels, 512-pixel tiles above that)")
     parser.add_argument("--fp32", action="store_true", help="never use half precision")
+    parser.add_argument("--denoise", choices=["auto", "always"], default="auto",
+                        help="auto (default): DnCNN only as far as each image is noisy (estimated noise sigma 4-6 of "
+                             "255 ramps it in), so clean photos and frames are not smoothed; always: on every image")
     parser.add_argument("--max-pixels", type=_max_pixels, default=None,
                         help="refuse images and video frames of more pixels, from their header, before decoding "
                              "(default 67,108,864 = 8192x8192: 8K frames and 61 MP photos pass); the README says "

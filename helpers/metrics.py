@@ -1,4 +1,4 @@
-"""Image-quality metrics in torch (batched, any device): MSE, PSNR and SSIM.
+"""Image-quality metrics in torch (batched, any device): MSE, PSNR and SSIM; and a no-reference noise level.
 
 All take (N, C, H, W) tensors in [0, 1]. The conventions of published super-resolution tables are
 arguments: ``y_channel=True`` measures the BT.601 luma (Y of YCbCr, studio swing, as MATLAB's
@@ -11,11 +11,13 @@ window with sigma 1.5, averaged over the valid (uncropped-by-padding) region, li
 from __future__ import annotations
 
 import kornia
+import numpy as np
 import torch
+from skimage.restoration import estimate_sigma
 
 from .checks import check_image_batch, check_same_shape
 
-__all__ = ["mse", "psnr", "ssim", "rgb_to_y"]
+__all__ = ["mse", "psnr", "ssim", "rgb_to_y", "noise_sigma"]
 
 # BT.601 studio-swing luma weights for RGB in [0, 1], scaled to [0, 1] output. kornia's
 # rgb_to_ycbcr uses the full-range JPEG convention, which SR tables do not, hence these lines.
@@ -84,3 +86,15 @@ def ssim(
         raise ValueError(f"ssim: expected images of at least 11x11 after cropping, received {tuple(target.shape[-2:])}")
     ssim_map = kornia.metrics.ssim(prediction, target, window_size=11, max_val=1.0, padding="valid")
     return _reduce(ssim_map.flatten(1).mean(dim=1), reduction)
+
+
+def noise_sigma(images: torch.Tensor) -> torch.Tensor:
+    """Estimated standard deviation of white Gaussian noise per image, in [0, 1] units: float32 (N,) on the CPU.
+
+    Donoho's robust wavelet estimator (``skimage.restoration.estimate_sigma``: median absolute finest
+    diagonal detail / 0.6745, averaged over the colour channels). Texture inflates it a little: clean
+    8-bit photos read about 1-5/255.
+    """
+    check_image_batch(images, name="noise_sigma input")
+    frames = images.detach().float().cpu().permute(0, 2, 3, 1).numpy().astype(np.float64)
+    return torch.tensor([estimate_sigma(frame, channel_axis=-1, average_sigmas=True) for frame in frames], dtype=torch.float32)

@@ -192,7 +192,8 @@ def restore_command(args: argparse.Namespace) -> int:
     scale = args.scale if args.scale is not None else (2 if "edsr" in stages else 1)
     try:
         restorer = Restorer.from_weights(
-            args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32
+            args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32,
+            denoise=args.denoise,
         )
     except (OSError, ValueError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)

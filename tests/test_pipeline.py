@@ -61,7 +61,7 @@ def test_any_size_and_orientation_scale_2_and_1(networks, height, width):
 def test_cascade_matches_stages_composed_by_hand(networks):
     """Fixed order, clamping between stages, unsharp mask as scikit-image computes it."""
     image = photo(40, 56)
-    stages = Restorer(networks, device="cpu", fp32=True).restore_stages(image)
+    stages = Restorer(networks, device="cpu", fp32=True, denoise="always").restore_stages(image)
     assert list(stages) == ["input", "dncnn", "unet", "edsr", "unsharp"]
     with torch.inference_mode():
         tensor = image_to_tensor(image)
@@ -242,7 +242,7 @@ class OverflowsInReducedPrecision(nn.Module):
 
 
 def test_non_finite_reduced_precision_frames_are_redone_in_float32():
-    restorer = Restorer({"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", half_dtype=torch.bfloat16)
+    restorer = Restorer({"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", denoise="always", half_dtype=torch.bfloat16)
     torch.manual_seed(0)
     dark, bright = torch.rand(3, 16, 16) * 0.4, 0.6 + torch.rand(3, 16, 16) * 0.4
     with pytest.warns(UserWarning, match=r"frame\(s\) \[11\]: non-finite values in torch.bfloat16 inference, redone in float32"):
@@ -256,13 +256,13 @@ def test_non_finite_tile_is_redone_and_fp32_never_warns():
     image = np.zeros((32, 32, 3), np.uint8)
     image[16:, 16:] = 230
     restorer = Restorer(
-        {"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", tile=16, tile_overlap=0,
+        {"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", denoise="always", tile=16, tile_overlap=0,
         half_dtype=torch.bfloat16,
     )
     with pytest.warns(UserWarning, match="tile rows 16-32, columns 16-32") as record:
         assert np.array_equal(restorer.restore(image), image)
     assert len(record) == 1
-    forced = Restorer({"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", fp32=True, half_dtype=torch.bfloat16)
+    forced = Restorer({"dncnn": OverflowsInReducedPrecision()}, stages=("dncnn",), scale=1, device="cpu", denoise="always", fp32=True, half_dtype=torch.bfloat16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.array_equal(forced.restore(image), image)
@@ -284,10 +284,10 @@ def test_float32_runs_and_the_float32_redo_turn_tf32_off():
     """Ampere+ GPUs run float32 convolutions in TF32 by default; --fp32 and the redo promise true float32."""
     defaults = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     image = np.full((16, 16, 3), 230, np.uint8)  # bright: overflows in reduced precision
-    forced = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", fp32=True)
+    forced = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", denoise="always", fp32=True)
     forced.restore(image)
     assert forced.models["dncnn"].flags == [(False, False)]
-    redone = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", half_dtype=torch.bfloat16)
+    redone = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", denoise="always", half_dtype=torch.bfloat16)
     with pytest.warns(UserWarning, match="redone in float32"):
         redone.restore(image)
     assert redone.models["dncnn"].flags == [defaults, (False, False)]
@@ -319,7 +319,7 @@ def test_large_inputs_are_tiled_automatically(networks, monkeypatch):
 
     def largest_window(restorer: Restorer, image: np.ndarray) -> int:
         sizes: list[int] = []
-        restorer.models["dncnn"].register_forward_pre_hook(lambda module, inputs: sizes.append(max(inputs[0].shape[-2:])))
+        restorer.models["unet"].register_forward_pre_hook(lambda module, inputs: sizes.append(max(inputs[0].shape[-2:])))
         restorer.restore(image)
         return max(sizes)
 
@@ -328,3 +328,50 @@ def test_large_inputs_are_tiled_automatically(networks, monkeypatch):
     assert largest_window(Restorer(networks, device="cpu", fp32=True, auto_tile=False), large) == 208
     assert largest_window(Restorer(networks, device="cpu", fp32=True, tile=96), large) <= 96 + 2 * 32
     assert largest_window(Restorer(networks, device="cpu", fp32=True), small) == 96  # small enough: whole
+
+
+def noisy(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    return np.clip(image + np.random.default_rng(seed).normal(0, sigma, image.shape), 0, 255).round().astype(np.uint8)
+
+
+def test_dncnn_is_not_run_on_a_clean_photo_and_runs_in_full_on_a_noisy_one(networks):
+    """The noise gate: a clean frame gets the cascade without DnCNN (not even a forward pass), a noisy one all of it."""
+    clean = photo(64, 96, "astronaut")  # estimated sigma 1.8 of 255
+    calls: list[int] = []
+    gated = Restorer(networks, device="cpu", fp32=True)
+    gated.models["dncnn"].register_forward_pre_hook(lambda module, inputs: calls.append(1))
+    without_dncnn = Restorer(networks, stages=("unet", "edsr", "unsharp"), device="cpu", fp32=True).restore(clean)
+    assert np.array_equal(gated.restore(clean), without_dncnn) and calls == []
+    noisy_photo = noisy(clean, 25)
+    always = Restorer(networks, device="cpu", fp32=True, denoise="always").restore(noisy_photo)
+    assert np.array_equal(gated.restore(noisy_photo), always) and calls == [1]
+    assert max_difference(always, without_dncnn) > 10  # the stage matters on this photo: the check can fail
+
+
+def test_each_frame_of_a_batch_gets_its_own_share_of_the_denoising(networks, monkeypatch):
+    """Estimated sigma 0, 5 and 10 (of 255) with the ramp 4-6: DnCNN's correction weighted 0, 1/2 and 1."""
+    monkeypatch.setattr(pipeline, "noise_sigma", lambda images: torch.tensor([0.0, 5.0, 10.0]) / 255)
+    frames = [photo(40, 56, name) for name in ("coffee", "astronaut", "chelsea")]
+    restorer = Restorer(networks, stages=("dncnn",), scale=1, device="cpu", fp32=True)
+    gated = restorer.restore_batch(frames)
+    with torch.inference_mode():
+        inputs = image_to_tensor(np.stack(frames))
+        corrected = networks["dncnn"](inputs)
+    expected = [inputs[0], torch.lerp(inputs[1], corrected[1], 0.5), corrected[2]]
+    for index, (result, reference) in enumerate(zip(gated, expected)):
+        assert max_difference(result, tensor_to_image(reference.clamp(0, 1))) <= 1, index
+    assert max_difference(gated[1], tensor_to_image(corrected[1].clamp(0, 1))) > 2  # a half share is not the whole
+
+
+def test_the_noise_gate_is_decided_on_the_whole_frame_before_tiling(networks):
+    """Half noisy, half clean: every tile gets the whole frame's share, so tiled and whole runs agree."""
+    image = photo(72, 100, "astronaut")
+    image[:, 50:] = noisy(image[:, 50:], 8)
+    whole = Restorer(networks, device="cpu", fp32=True).restore(image)
+    tiled = Restorer(networks, device="cpu", fp32=True, tile=32).restore(image)
+    assert max_difference(tiled, whole) <= 1
+
+
+def test_unknown_denoise_mode_is_refused(networks):
+    with pytest.raises(ValueError, match="denoise: expected 'auto' or 'always', received 'sometimes'"):
+        Restorer(networks, device="cpu", denoise="sometimes")
