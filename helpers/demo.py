@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from .data import pairs_for
-from .evaluate import evaluate_cascade, format_table, save_evaluation
+from .evaluate import evaluate_cascade, format_table
 from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer
+from .report import save_evaluation
 
 
 def missing_weights(weights_dir: Path) -> list[str]:
