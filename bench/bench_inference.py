@@ -7,8 +7,8 @@ load (the references are only meaningful that way):
   fastest memory layout torch offers here (NCHW and NHWC are both timed, the faster one counts);
 * reference (2), the naive cascade: the same networks in float32, default layout, eager, under
   ``torch.no_grad`` (not ``inference_mode``), no batch-norm folding;
-* the levers added one at a time up to the default path of ``helpers.inference``, and the shipped
-  ``helpers.pipeline.Restorer`` (if present).
+* the default path of ``helpers.inference`` (with ``--full``: the levers added one at a time up to
+  it), and the shipped ``helpers.pipeline.Restorer`` (if present).
 
 FLOPs are counted from the executed layers (``FlopCounterMode``) per stage. Each configuration's
 output on a real degraded photo is compared with the naive output (max difference in 1/255 and
@@ -19,8 +19,10 @@ only show agreement, not restoration).
 
     python -m bench.bench_inference [--quick] [--full] [--repeats N] [--device auto|cpu|cuda]
 
-``--full`` adds the tiling measurements: tiled versus whole 1280x720 input, and peak memory of a
-3840x2160 input restored in tiles (slow on a CPU: minutes). Writes outputs/bench/inference.json.
+``--full`` adds the intermediate levers (inference_mode, channels_last), the naive and default paths'
+peak memory, and the tiling measurements: tiled versus whole 1280x720 input, and peak memory of a
+3840x2160 input restored in tiles (slow on a CPU: minutes). Without it the run fits ``make bench``'s
+5 minutes beside the other scripts. Writes outputs/bench/inference.json.
 """
 
 from __future__ import annotations
@@ -215,6 +217,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     degraded, truth = degraded_photo()
     # the low-precision rung only where the default path has one (CUDA, CPUs with native bfloat16)
     ladder = [config for config in LADDER if not config.low_precision or inference_dtype(device) is not None]
+    if not args.full:  # the naive reference and the default path; the levers between them with --full
+        ladder = [config for config in ladder if config is NAIVE or config is LADDER[-2] or config.low_precision]
     configs = ladder + ([Config("+ torch.compile", low_precision=True, compile=True)] if args.compile else [])
     stages = {config.name: stages_for(config, networks, device) for config in configs}
     runners: dict[str, Callable[[dict[str, list[float]], dict[str, int] | None], torch.Tensor]] = {
@@ -290,11 +294,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
     }
     if not args.quick:
-        result["memory"] = {
-            "naive 640x360": peak_memory(NAIVE, INPUT_HEIGHT, INPUT_WIDTH, device),
-            "default 640x360": peak_memory(ladder[-1], INPUT_HEIGHT, INPUT_WIDTH, device),
-            "Restorer 640x360": peak_memory(ladder[-1], INPUT_HEIGHT, INPUT_WIDTH, device, restorer=True),
-        }
+        result["memory"] = {"Restorer 640x360": peak_memory(ladder[-1], INPUT_HEIGHT, INPUT_WIDTH, device, restorer=True)}
+    if args.full:
+        result["memory"]["naive 640x360"] = peak_memory(NAIVE, INPUT_HEIGHT, INPUT_WIDTH, device)
+        result["memory"]["default 640x360"] = peak_memory(ladder[-1], INPUT_HEIGHT, INPUT_WIDTH, device)
     if args.full and restorer is not None:
         result["tiling"] = tiling_cost(networks, device, args.tile)
         result["memory"]["Restorer 3840x2160, tile %d" % args.tile] = peak_memory(ladder[-1], 2160, 3840, device, tile=args.tile)
@@ -358,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_inference", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                         help="1 warm-up + 1 timed round, no memory subprocesses (also BENCH_QUICK=1)")
-    parser.add_argument("--full", action="store_true", help="also tiling cost at 1280x720 and 3840x2160 tiled memory")
+    parser.add_argument("--full", action="store_true", help="also the intermediate levers, naive/default memory, tiling "
+                        "cost at 1280x720 and 3840x2160 tiled memory")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 2, --quick 1)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--tile", type=int, default=512, help="tile size for --full")

@@ -8,7 +8,7 @@ counts. Random inputs at a fixed batch and patch size (the input side; EDSR's ta
 
     python -m bench.bench_train [--batch 8] [--patch 64] [--rounds 2] [--steps 2] [--models dncnn,unet,edsr]
 
-``BENCH_QUICK=1`` (``python -m bench --quick``) uses one round of two steps. Writes outputs/bench/train.json.
+``BENCH_QUICK=1`` (``python -m bench --quick``) times one step per configuration. Writes outputs/bench/train.json.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=1 if quick else 2)
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration and round")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=1 if quick else 2, help="timed steps per configuration and round")
     parser.add_argument("--models", default="dncnn,unet,edsr")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="also time bfloat16 autocast (default: only where the CPU has native bfloat16; elsewhere "

@@ -5,14 +5,15 @@ Each way of running it reads the clip, restores its first ``--frames`` frames an
 exactly as ``python -m helpers restore`` does; the ways run in an order that rotates every round:
 
 * one batch at a time (before): decode a batch of 4, restore it, encode it, then the next;
-* frames in flight, 1 stream: ``Restorer.restore_frames`` with one batch of 1 in compute while the
-  caller decodes and encodes;
-* frames in flight, 2 streams: two frames in compute at once, each stream with half the threads.
+* frames in flight, 1 stream (``--all-ways``): ``Restorer.restore_frames`` with one batch of 1 in
+  compute while the caller decodes and encodes;
+* frames in flight, 2 streams (the default on a CPU of 2+ threads): two frames in compute at once,
+  each stream with half the threads.
 
 Also reported: decoding and encoding alone, per frame. ``--frames 0`` restores the whole clip (250
 frames per way: about 250 x the s/frame of ``bench_peers`` each).
 
-    python -m bench.bench_video [--frames N] [--rounds N] [--quick]
+    python -m bench.bench_video [--frames N] [--rounds N] [--all-ways] [--quick]
 
 Writes outputs/bench/video.json.
 """
@@ -90,8 +91,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     restorer = Restorer(networks)
     ways: dict[str, Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]] = {
         BEFORE: lambda frames: one_batch_at_a_time(restorer, frames),
-        "frames in flight, 1 stream": lambda frames: restorer.restore_frames(frames, streams=1, batch_size=1),
     }
+    if args.all_ways or torch.get_num_threads() < 2:
+        ways["frames in flight, 1 stream"] = lambda frames: restorer.restore_frames(frames, streams=1, batch_size=1)
     if torch.get_num_threads() >= 2:
         ways["frames in flight, 2 streams"] = lambda frames: restorer.restore_frames(frames, streams=2, batch_size=1)
     seconds: dict[str, list[float]] = {name: [] for name in ways}
@@ -131,12 +133,13 @@ def print_table(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_video", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
-                        help="2 frames per way (also BENCH_QUICK=1)")
-    parser.add_argument("--frames", type=int, default=None, help="frames restored per way and round (default 4, --quick 2; 0: the whole clip)")
+                        help="1 frame per way (also BENCH_QUICK=1)")
+    parser.add_argument("--frames", type=int, default=None, help="frames restored per way and round (default 2, --quick 1; 0: the whole clip)")
+    parser.add_argument("--all-ways", action="store_true", help="also frames in flight with 1 stream on a multi-thread CPU")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUTPUT_PATH)
     args = parser.parse_args(argv)
-    args.frames = args.frames if args.frames is not None else (2 if args.quick else 4)
+    args.frames = args.frames if args.frames is not None else (1 if args.quick else 2)
     result = measure(args)
     print_table(result)
     save_json(result, args.out)
