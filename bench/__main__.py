@@ -3,9 +3,11 @@
 Each ``bench/bench_<name>.py`` runs as ``python -m bench.bench_<name>`` so that one script's memory
 and threads do not disturb the next, and a failing script does not stop the others. ``--quick``
 sets ``BENCH_QUICK=1`` in their environment (scripts read it as their quick mode; an environment
-variable rather than a flag, so a script without a quick mode still runs).
+variable rather than a flag, so a script without a quick mode still runs). Scripts in ``ON_DEMAND``
+run only when ``--only`` or ``--all`` names them, which keeps ``make bench`` within 5 minutes on a
+2-core CPU.
 
-    python -m bench [--quick] [--only inference,peers,video,train,cache]
+    python -m bench [--quick] [--all] [--only inference,peers,video,train,cache,cascade_memory]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 PREFERRED_ORDER = ("inference", "peers", "video", "train", "cache")
+ON_DEMAND = ("cascade_memory",)  # the memory of a cascade fine-tuning step: a planning figure, not a speed
 
 
 def available_benchmarks() -> list[str]:
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (sets BENCH_QUICK=1 for every script)")
     parser.add_argument("--only", default="", help="comma-separated subset, e.g. inference,train")
+    parser.add_argument("--all", action="store_true", help=f"also the on-demand scripts ({', '.join(ON_DEMAND)})")
     args = parser.parse_args(argv)
     names = available_benchmarks()
     if args.only:
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"--only: unknown {unknown}, available: {', '.join(names)}")
         names = [name for name in names if name in wanted]
+    elif not args.all:
+        names = [name for name in names if name not in ON_DEMAND]
     environment = {**os.environ, **({"BENCH_QUICK": "1"} if args.quick else {})}
     results: dict[str, tuple[int, float]] = {}
     for name in names:

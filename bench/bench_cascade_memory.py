@@ -13,7 +13,7 @@ weights, gradients and Adam moments and the 16-bit weight copies autocast makes,
 the largest single stage, which the backward pass recomputes at once. The CUDA context and cuDNN
 workspaces come on top.
 
-    python -m bench.bench_cascade_memory [--high 256] [--batch 1]
+    python -m bench.bench_cascade_memory [--high 128] [--batch 1]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def saved_16bit(batch: int, high: int) -> dict[str, int]:
     return kept
 
 
-def extrapolated_16bit(batch: int, high: int, small: tuple[int, int] = (96, 160)) -> dict[str, float]:
+def extrapolated_16bit(batch: int, high: int, small: tuple[int, int] = (80, 128)) -> dict[str, float]:
     """``saved_16bit`` at ``high`` from two smaller sizes: bytes = constant (weight copies) + per-pixel part."""
     first, second = (saved_16bit(batch, size) for size in small)
     slope = {key: (second[key] - first[key]) / (small[1] ** 2 - small[0] ** 2) for key in first}
@@ -90,7 +90,7 @@ def extrapolated_16bit(batch: int, high: int, small: tuple[int, int] = (96, 160)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--high", type=int, default=256, help="high-resolution patch side (the input is half)")
+    parser.add_argument("--high", type=int, default=128, help="high-resolution patch side (the input is half)")
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args(argv)
     print(f"cascade training step, {args.high}x{args.high} high-res patches, batch {args.batch}, CPU", flush=True)

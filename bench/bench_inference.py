@@ -7,8 +7,8 @@ load (the references are only meaningful that way):
   fastest memory layout torch offers here (NCHW and NHWC are both timed, the faster one counts);
 * reference (2), the naive cascade: the same networks in float32, default layout, eager, under
   ``torch.no_grad`` (not ``inference_mode``), no batch-norm folding;
-* the default path of ``helpers.inference`` (with ``--full``: the levers added one at a time up to
-  it), and the shipped ``helpers.pipeline.Restorer`` (if present).
+* the shipped ``helpers.pipeline.Restorer`` (if present), and with ``--full`` the levers of
+  ``helpers.inference`` added one at a time from the naive path up to the Restorer's.
 
 FLOPs are counted from the executed layers (``FlopCounterMode``) per stage. Each configuration's
 output on a real degraded photo is compared with the naive output (max difference in 1/255 and
@@ -217,8 +217,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     degraded, truth = degraded_photo()
     # the low-precision rung only where the default path has one (CUDA, CPUs with native bfloat16)
     ladder = [config for config in LADDER if not config.low_precision or inference_dtype(device) is not None]
-    if not args.full:  # the naive reference and the default path; the levers between them with --full
-        ladder = [config for config in ladder if config is NAIVE or config is LADDER[-2] or config.low_precision]
+    if not args.full:  # the naive reference and the Restorer (the default path); the levers between them with --full
+        ladder = [config for config in ladder if config is NAIVE or config.low_precision]
     configs = ladder + ([Config("+ torch.compile", low_precision=True, compile=True)] if args.compile else [])
     stages = {config.name: stages_for(config, networks, device) for config in configs}
     runners: dict[str, Callable[[dict[str, list[float]], dict[str, int] | None], torch.Tensor]] = {
@@ -360,17 +360,17 @@ def save_json(result: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_inference", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
-                        help="1 warm-up + 1 timed round, no memory subprocesses (also BENCH_QUICK=1)")
+                        help="no memory subprocess (also BENCH_QUICK=1)")
     parser.add_argument("--full", action="store_true", help="also the intermediate levers, naive/default memory, tiling "
                         "cost at 1280x720 and 3840x2160 tiled memory")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 2, --quick 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds (default 1; bench_peers times the "
+                        "default path over 2 rounds beside its peers)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--tile", type=int, default=512, help="tile size for --full")
     parser.add_argument("--compile", action="store_true", help="add a torch.compile rung")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", type=Path, default=OUTPUT_PATH)
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (1 if args.quick else 2)
     result = measure(args)
     print_table(result)
     save_json(result, args.out)

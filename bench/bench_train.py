@@ -6,9 +6,10 @@ bfloat16 autocast, default (NCHW) vs channels-last layout. Rounds are interleave
 configuration once per round) so all of them see the same machine load; the median over rounds
 counts. Random inputs at a fixed batch and patch size (the input side; EDSR's target is 2x).
 
-    python -m bench.bench_train [--batch 8] [--patch 64] [--rounds 2] [--steps 2] [--models dncnn,unet,edsr]
+    python -m bench.bench_train [--batch 8] [--patch 64] [--rounds 1] [--steps 1] [--models dncnn,unet,edsr]
 
-``BENCH_QUICK=1`` (``python -m bench --quick``) times one step per configuration. Writes outputs/bench/train.json.
+The defaults (one round of one timed step after a warm-up step) keep ``make bench`` within 5 minutes on
+a 2-core CPU; raise ``--rounds`` for steadier figures. Writes outputs/bench/train.json.
 """
 
 from __future__ import annotations
@@ -56,12 +57,11 @@ def make_step(name: str, dtype: str, layout: str, batch: int, patch: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    quick = os.environ.get("BENCH_QUICK") == "1"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=1 if quick else 2, help="timed steps per configuration and round")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per configuration and round")
     parser.add_argument("--models", default="dncnn,unet,edsr")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="also time bfloat16 autocast (default: only where the CPU has native bfloat16; elsewhere "
