@@ -11,7 +11,8 @@
 # Usage: nohup bash weights/train_demo.sh &        bash weights/train_demo.sh export   (export only)
 #        nohup bash weights/train_demo.sh cascade &   (tried, not shipped: the v5 files fine-tuned as one cascade,
 #        weights/README.md; state in .../demo_training_v5/cascade, exported to .../cascade/weights)
-#        nohup bash weights/train_demo.sh sharp &     (the v5 UNet fine-tuned with half its inputs left sharp)
+#        nohup bash weights/train_demo.sh sharp &     (the v5 UNet fine-tuned with more inputs left sharp)
+#        nohup bash weights/train_demo.sh train edsr &   (one stage's run only: any of dncnn unet edsr)
 # The starting points are the v4 files, taken from git history (commit 60cb2c2) into $RUNS/v4_weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,15 +46,16 @@ if [ "${1:-train}" = cascade ]; then
     exit
 fi
 if [ "${1:-train}" = sharp ]; then
-    # Tried after v5: the v5 UNet run's best.pt fine-tuned with half of its inputs left sharp, so that it leaves
-    # sharp frames alone (v5's 10% sharp share cost 1.4 dB on clean photos, bench.eval_shared). One thread;
-    # state in .../demo_training_v5/unet_sharp.
+    # After v5: the v5 UNet run's best.pt fine-tuned with a larger share of its inputs left sharp (SHARP_FRACTION,
+    # default 0.5), so that it leaves sharp frames alone (v5's 10% sharp share cost 1.4 dB on clean photos,
+    # bench.eval_shared). One thread; state in .../demo_training_v5/unet_sharp_<fraction>.
+    SHARP=${SHARP_FRACTION:-0.5}
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE "$PY" -m helpers train unet --device cpu --early-stop 0 --seed 1 \
         --resume --val-patch 96 --val-items 32 --steps-per-epoch 50 --plateau-patience 2 \
         --kernels "$TRAIN/kernels/levin09.npz" --data "photos:$TRAIN/BSDS432=0.4,$TRAIN/Urban100=0.6" \
-        --out "$RUNS/unet_sharp" --init "$RUNS/unet/best.pt" --epochs "${UNET_EPOCHS:-60}" --batch-size 4 \
-        --patch 112 --lr 1e-4 --kernel-fraction 0.5 --nonuniform-fraction 0.2 --sharp-fraction 0.5 \
-        --colour-augment 0.2 >>"$LOGS/unet_sharp.log" 2>&1
+        --out "$RUNS/unet_sharp_$SHARP" --init "$RUNS/unet/best.pt" --epochs "${UNET_EPOCHS:-60}" --batch-size 4 \
+        --patch 112 --lr 1e-4 --kernel-fraction 0.5 --nonuniform-fraction 0.2 --sharp-fraction "$SHARP" \
+        --colour-augment 0.2 >>"$LOGS/unet_sharp_$SHARP.log" 2>&1
     exit
 fi
 # One thread per run, sleeping instead of spinning while waiting: three runs share two cores.
@@ -66,20 +68,23 @@ COMMON=(--device cpu --early-stop 0 --seed 0 --resume --val-patch 96 --val-items
 BSD=$TRAIN/BSDS432
 URBAN=$TRAIN/Urban100
 
+STAGES=${*:2}
+STAGES=${STAGES:-dncnn unet edsr}
+runs() { [[ " $STAGES " == *" $1 "* ]]; }
 if [ "${1:-train}" != export ]; then
     # DnCNN: mostly BSD photos (its paper's training set), 30% street scenes; blind sigma 0-55; 20% of the clean
     # patches blurred first (the cascade denoises blurry frames), 5% left noise-free.
-    "$PY" -m helpers train dncnn "${COMMON[@]}" --data "photos:$BSD=0.7,$URBAN=0.3" --out "$RUNS/dncnn" \
+    runs dncnn && "$PY" -m helpers train dncnn "${COMMON[@]}" --data "photos:$BSD=0.7,$URBAN=0.3" --out "$RUNS/dncnn" \
         --init "$V4/dncnn.pt" --epochs "${DNCNN_EPOCHS:-40}" --batch-size 16 --patch 50 --lr 1e-4 \
         --min-scale 0.7 --sigma 0,55 --clean-fraction 0.05 --blurry-fraction 0.2 \
         --colour-augment 0.2 >>"$LOGS/dncnn.log" 2>&1 &
     # UNet: street scenes first; half the blurs real kernels, 20% non-uniform, 10% of inputs left sharp.
-    "$PY" -m helpers train unet "${COMMON[@]}" --data "photos:$BSD=0.4,$URBAN=0.6" --out "$RUNS/unet" \
+    runs unet && "$PY" -m helpers train unet "${COMMON[@]}" --data "photos:$BSD=0.4,$URBAN=0.6" --out "$RUNS/unet" \
         --init "$V4/unet.pt" --epochs "${UNET_EPOCHS:-40}" --batch-size 4 --patch 112 --lr 2e-4 \
         --kernel-fraction 0.5 --nonuniform-fraction 0.2 --sharp-fraction 0.1 \
         --colour-augment 0.2 >>"$LOGS/unet.log" 2>&1 &
     # EDSR: low-res inputs made with area, antialiased bicubic and aliased OpenCV bicubic in equal shares.
-    "$PY" -m helpers train edsr "${COMMON[@]}" --data "photos:$BSD=0.5,$URBAN=0.5" --out "$RUNS/edsr" \
+    runs edsr && "$PY" -m helpers train edsr "${COMMON[@]}" --data "photos:$BSD=0.5,$URBAN=0.5" --out "$RUNS/edsr" \
         --init "$V4/edsr.pt" --epochs "${EDSR_EPOCHS:-40}" --batch-size 6 --patch 48 --lr 2e-4 \
         --downscale-kernels area,bicubic,opencv-bicubic >>"$LOGS/edsr.log" 2>&1 &
     wait
