@@ -266,7 +266,7 @@ TRAINING_STATE_TYPES = {
     "config": dict, "epoch": int, "global_step": int,
 }
 # TrainConfig fields a resumed run may change (its later checkpoints record the new values); all others define the run.
-RESUMABLE_CHANGES = ("epochs", "early_stop_patience", "num_workers", "deterministic")
+RESUMABLE_CHANGES = ("epochs", "early_stop_patience", "num_workers", "deterministic", "val_batch_size")  # none changes what the run learns
 
 
 def check_resumable(path: Path, state: Mapping[str, Any], config: TrainConfig, arch: Mapping[str, Any] | None) -> None:

@@ -774,6 +774,7 @@ def test_changed_run_options_compare_what_both_runs_record():
     stored = {"lr": 3e-4, "epochs": 5, "seed": 0, "arch": {"name": "dncnn"},
               "data": {"patch": 50, "sigma": [0.0, 55.0], "init": "a.pt"}}
     assert _changed_run_options(stored, {**stored, "epochs": 9, "data": {**stored["data"], "sigma": (0.0, 55.0), "init": "b.pt"}}) == []
+    assert _changed_run_options({**stored, "val_batch_size": 1}, {**stored, "val_batch_size": None}) == []  # batching only
     assert _changed_run_options(stored, {**stored, "new_option": 1, "data": {**stored["data"], "new_entry": 2}}) == []
     assert _changed_run_options(stored, {**stored, "lr": 1e-3, "data": {**stored["data"], "patch": 40}}) == [
         "data.patch 50 -> 40", "lr 0.0003 -> 0.001"]
