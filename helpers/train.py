@@ -44,6 +44,7 @@ from .checks import check_image_batch, range_checked_upstream
 from .inference import pick_device
 from .losses import build_loss
 from .metrics import psnr, ssim
+from .models import build_model
 
 __all__ = [
     "TrainConfig",
@@ -278,7 +279,7 @@ def check_resumable(path: Path, state: Mapping[str, Any], config: TrainConfig, a
     missing = set(TRAINING_STATE_TYPES) - set(state)
     if missing:
         raise CheckpointError(f"{path}: not a training checkpoint (lacks {sorted(missing)}); cannot resume from it")
-    if arch is not None and state["arch"] != arch:
+    if arch is not None and not _same_architecture(state["arch"], arch):
         raise CheckpointError(f"{path}: holds a {state['arch']} network, but the model to train is {arch}")
     _check_training_state(path, state)
     changes = _changed_run_options(state["config"], asdict(config))
@@ -288,6 +289,18 @@ def check_resumable(path: Path, state: Mapping[str, Any], config: TrainConfig, a
             f"options (only {', '.join(RESUMABLE_CHANGES)} may change), or start a new run in another --out folder "
             f"(--init {path} starts it from these weights)"
         )
+
+
+def _same_architecture(stored: Mapping[str, Any], arch: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint's recorded architecture builds ``arch``: a run recorded before a constructor argument
+    existed lacks it, and stands for its default (built on the meta device: no memory spent)."""
+    if stored == arch:
+        return True
+    try:
+        with torch.device("meta"):
+            return build_model(stored["name"], **stored["kwargs"]).arch == arch
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _check_training_state(path: Path, state: Mapping[str, Any]) -> None:
@@ -948,8 +961,6 @@ def train_command(args: argparse.Namespace) -> int:
 
     One network; ``train cascade`` is ``helpers.cascade.train_cascade_command`` (the CLI dispatches it).
     """
-    from .models import build_model
-
     defaults = STAGE_DEFAULTS[args.model]
     patch = args.patch or defaults.patch
     config = TrainConfig(

@@ -745,6 +745,17 @@ def test_resume_may_change_the_number_of_epochs(cli_run, cache_root, tmp_path, m
     assert state["epoch"] == 2 and state["config"]["epochs"] == 2 and state["history"]["epoch"] == [1, 2]
 
 
+def test_a_run_recorded_before_an_architecture_argument_existed_resumes(cli_run, cache_root, tmp_path, monkeypatch):
+    """The v5 EDSR run lacked 'pad_colour' (added later, default None): it stands for the default."""
+    def drop_pad_colour(state):
+        del state["arch"]["kwargs"]["pad_colour"]
+
+    folder = copy_of_run(cli_run, tmp_path / "run", change=drop_pad_colour)
+    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
+    assert main(cli_train_args(folder, "--epochs", "2", "--steps-per-epoch", "1", "--resume")) == 0
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 2
+
+
 @pytest.mark.parametrize("value", ["1.5", "1", "0", "-0.1", "nan"])
 def test_val_fraction_must_be_a_share(value, tmp_path, capsys):
     with pytest.raises(SystemExit):
