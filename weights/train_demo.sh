@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The recipe of the bundled demo weights v5: DnCNN, UNet and EDSR fine-tuned from the v4 weights (sample-set
+# The recipe of the bundled demo weights v6: DnCNN, UNet and EDSR fine-tuned from the v4 weights (sample-set
 # trained, see weights/README.md) on real photographs at their native resolution (`photos:` source: BSD432 +
 # Urban100 from ../shared/data/train, degraded on the fly; real Levin et al. camera-shake kernels beside
-# synthetic trajectories), on a 2-core CPU, one thread each, side by side; then each is exported as a float16
-# inference-only file weights/{dncnn,unet,edsr}.pt.
+# synthetic trajectories), on a 2-core CPU, one thread each, side by side (v5); then the UNet fine-tuned again
+# with half of its inputs left sharp (`sharp` mode); then each is exported as a float16 inference-only file
+# weights/{dncnn,unet,edsr}.pt. From nothing: `bash weights/train_demo.sh && bash weights/train_demo.sh sharp
+# && bash weights/train_demo.sh export`.
 # State lives outside the work tree, in the cache folder ($IMAGE_REPAIR_CACHE, default
 # ~/.cache/image-repair-and-restoration)/demo_training_v5/<model>/ with logs in .../logs/<model>.log:
 # run the script again after an interruption and every run resumes from its last.pt; delete that folder to
@@ -97,10 +99,11 @@ from pathlib import Path
 from helpers.checkpoint import export_weights, load_checkpoint, load_model
 
 runs = Path(sys.argv[1])
-for name in ("dncnn", "unet", "edsr"):
-    path = runs / name / "best.pt"  # lowest loss on held-out photos with the training degradations
+# v6: the UNet from the sharp-share fine-tune (`sharp` mode, SHARP_FRACTION=0.5); the others from their v5 runs
+for name, run in (("dncnn", "dncnn"), ("unet", "unet_sharp_0.5"), ("edsr", "edsr")):
+    path = runs / run / "best.pt"  # lowest loss on held-out photos with the training degradations
     history = load_checkpoint(path)["history"]
     export_weights(load_model(path, expected_name=name), Path("weights") / f"{name}.pt",
-                   history=history, source="demo v5: BSD432 + Urban100 photos, CPU (weights/README.md)")
+                   history=history, source="demo v6: BSD432 + Urban100 photos, CPU (weights/README.md)")
     print(f"weights/{name}.pt <- {path}: val PSNR {history['val_psnr'][-1]:.2f} dB after {len(history['val_psnr'])} epochs")
 PYTHON
