@@ -67,10 +67,15 @@ AUTO_TILE_SIZE = 512
 DENOISE_RAMP = (4.0, 6.0)
 
 
-def denoise_weights(images: torch.Tensor, ramp: tuple[float, float] = DENOISE_RAMP) -> torch.Tensor:
-    """Share of DnCNN's correction each frame gets: 0 below ``ramp[0]``, 1 above ``ramp[1]`` estimated sigma; (N,)."""
+def denoise_weights(
+    images: torch.Tensor, ramp: tuple[float, float] = DENOISE_RAMP, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Share of DnCNN's correction each frame gets: 0 below ``ramp[0]``, 1 above ``ramp[1]`` estimated sigma; (N,).
+
+    The noise is estimated on ``device`` (default: the images').
+    """
     low, high = ramp
-    return ((noise_sigma(images) * 255 - low) / (high - low)).clamp(0, 1)
+    return ((noise_sigma(images, device) * 255 - low) / (high - low)).clamp(0, 1)
 
 
 def _recorded_unsharp(edsr_weights: Path) -> UnsharpMask | None:
@@ -303,7 +308,7 @@ class Restorer:
         self.check_input_size(*batch.shape[-2:])
         with torch.inference_mode():
             batch = batch.float()
-            weights = denoise_weights(batch) if self.denoise == "auto" and "dncnn" in self.stages else None
+            weights = denoise_weights(batch, device=self.device) if self.denoise == "auto" and "dncnn" in self.stages else None
             tile = self._tile_for(*batch.shape[-2:])
             if tile:
                 outputs = self._run_tiled(batch, tile, keep_stages, first_frame, weights)

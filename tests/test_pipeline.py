@@ -350,7 +350,7 @@ def test_dncnn_is_not_run_on_a_clean_photo_and_runs_in_full_on_a_noisy_one(netwo
 
 def test_each_frame_of_a_batch_gets_its_own_share_of_the_denoising(networks, monkeypatch):
     """Estimated sigma 0, 5 and 10 (of 255) with the ramp 4-6: DnCNN's correction weighted 0, 1/2 and 1."""
-    monkeypatch.setattr(pipeline, "noise_sigma", lambda images: torch.tensor([0.0, 5.0, 10.0]) / 255)
+    monkeypatch.setattr(pipeline, "noise_sigma", lambda images, device=None: torch.tensor([0.0, 5.0, 10.0]) / 255)
     frames = [photo(40, 56, name) for name in ("coffee", "astronaut", "chelsea")]
     restorer = Restorer(networks, stages=("dncnn",), scale=1, device="cpu", fp32=True)
     gated = restorer.restore_batch(frames)
