@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 # 67 megapixels: every 8K frame (7680x4320, 33 MP) and camera photos up to 61 MP pass; a 30000x30000 bomb does not.
 DEFAULT_MAX_PIXELS = 8192 * 8192
+_PILLOW_WARNINGS = threading.Lock()  # held while this module changes the warning filters
 # A file larger than its header's pixels could need (16 bytes a pixel: float RGBA, uncompressed) plus this much
 # metadata is refused before it is read: a sparse or padded file must not be read whole.
 METADATA_ALLOWANCE = 16 * 2**20
@@ -94,16 +96,19 @@ def read_image_header(path: str | os.PathLike, max_pixels: int | None = DEFAULT_
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+        # Pillow warns above its own pixel limit; our limit decides. The filters are process-wide and frames are
+        # read in threads: unserialised save/restore pairs interleave and leave one thread's filters behind.
+        with _PILLOW_WARNINGS, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 header = ImageHeader(image.format or "?", *image.size, orientation=_exif_orientation(image))
     except Image.DecompressionBombError as error:  # Pillow's own ceiling, above any max_pixels we accept
         raise ImageReadError(f"{path}: refused before decoding: {error}") from None
     except Exception:  # what Pillow cannot parse raises one of several types (UnidentifiedImageError, OSError, SyntaxError)
-        found = describe_content(path)
+        with open(path, "rb") as handle:
+            video = _video_description(handle.read(16))  # an image's own signature says nothing once Pillow failed
         raise ImageReadError(
-            f"{path}: not an image: its content is {found}" if found
+            f"{path}: not an image: its content is {video}" if video
             else f"{path}: not a readable image (corrupt, truncated or unsupported format)"
         ) from None
     pixels = header.width * header.height
@@ -132,20 +137,26 @@ def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 def describe_content(path: str | os.PathLike) -> str | None:
     """What a file's first bytes say it is ('a PNG image', 'an MP4/MOV video', ...), or None when unknown.
 
-    Videos by their container's signature (hand-written: four signatures do not need a library), images by Pillow.
+    Videos by their container's signature (hand-written: four signatures do not need a library), images by
+    the signature checks Pillow registers for its formats (tried in Pillow's order; nothing is parsed).
     """
     with open(path, "rb") as handle:
         head = handle.read(16)
+    video = _video_description(head)
+    if video:
+        return video
+    Image.init()
+    for image_format in Image.ID:
+        accepts = Image.OPEN[image_format][1]
+        if accepts is not None and accepts(head):
+            return f"a {image_format} image"
+    return None
+
+
+def _video_description(head: bytes) -> str | None:
+    """'an MP4/MOV video', 'an AVI video', 'a Matroska video', or None."""
     container = video_container(head)
-    if container:
-        return f"{'a' if container == 'Matroska' else 'an'} {container} video"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                return f"a {image.format} image"
-    except Exception:
-        return None
+    return f"{'a' if container == 'Matroska' else 'an'} {container} video" if container else None
 
 
 def video_container(head: bytes) -> str | None:

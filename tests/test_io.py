@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
+import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -220,6 +223,23 @@ def test_tensor_to_image_in_row_blocks_matches_a_whole_conversion() -> None:
     expected = np.clip(np.rint(tensor.permute(0, 2, 3, 1).numpy().astype(np.float64) * 255), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(tensor_to_image(tensor), expected)
     np.testing.assert_array_equal(tensor_to_image(tensor[1]), expected[1])
+
+
+def test_reading_in_threads_leaves_the_process_warning_filters_alone(tmp_path) -> None:
+    """Caches decode frames in threads; a catch_warnings block there once left a filter that silenced every
+    warning of the process behind (its save/restore of the global filters interleaved between threads)."""
+    good = write_image(tmp_path / "good.png", np.zeros((36, 64, 3), np.uint8))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG truncated")
+
+    def read(path: Path) -> None:
+        with pytest.raises(ImageReadError) if path == bad else contextlib.nullcontext():
+            read_image(path)
+
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(read, [good, bad] * 200))
+    assert warnings.filters == before
 
 
 def test_file_content_is_named_from_its_first_bytes(tmp_path) -> None:
