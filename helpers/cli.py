@@ -159,7 +159,8 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     photos.add_argument("--min-scale", type=float, default=0.5,
                         help="photos are shrunk by a random factor in [MIN_SCALE, 1] before cutting (never enlarged)")
     photos.add_argument("--downscale-kernels", default="area,bicubic,opencv-bicubic",
-                        help="edsr: the kernels low-resolution inputs are made with, drawn per patch")
+                        help="edsr: the kernels low-resolution inputs are made with, drawn per patch (one named twice: "
+                             "drawn twice as often)")
     photos.add_argument("--val-items", type=int, default=96, help="held-out validation patches (fixed by --seed)")
     photos.add_argument("--cascade-weights", default=None, metavar="DIR",
                         help="after every epoch, also validate the whole cascade with the network in training and the "

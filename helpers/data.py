@@ -872,7 +872,8 @@ class PhotoDegradations:
     ``sharp_fraction``: UNet / cascade patches left unblurred (no stage may damage a sharp picture);
     ``kernels``: real blur kernels used for ``kernel_fraction`` of the blurs, the rest synthetic
     trajectories; ``nonuniform_fraction``: blurs that vary across the patch; ``downscale_kernels``:
-    the mix the 2x low-resolution inputs are made with (``helpers.degrade.DOWNSCALE_KERNELS``).
+    the mix the 2x low-resolution inputs are made with (``helpers.degrade.DOWNSCALE_KERNELS``; a name given
+    twice is drawn twice as often).
     """
 
     sigma: float | tuple[float, float] = (0.0, 55.0)
@@ -904,7 +905,7 @@ class PhotoDegradations:
                            self.nonuniform_fraction, SYNTHETIC_BLUR_SMALLEST)
 
     def downscale(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The 2x smaller image, made with a kernel drawn from ``downscale_kernels``."""
+        """The 2x smaller image, made with a kernel drawn from ``downscale_kernels`` (one named twice: twice as often)."""
         kernel = self.downscale_kernels[int(rng.integers(len(self.downscale_kernels)))]
         return downscale_with(image, HIGH_RES_SCALE, kernel)
 

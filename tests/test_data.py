@@ -494,6 +494,15 @@ def test_photo_patches_are_native_resolution_crops(tmp_path: Path) -> None:
         assert torch.allclose(low, torch.from_numpy(expected_low).permute(2, 0, 1), atol=1e-6)
 
 
+def test_a_downscale_kernel_named_twice_is_drawn_twice_as_often() -> None:
+    degradations = data.PhotoDegradations(downscale_kernels=("area", "opencv-bicubic", "opencv-bicubic"))
+    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    aliased = data.downscale_with(image, 2, "opencv-bicubic")
+    rng = np.random.default_rng(1)
+    share = np.mean([np.array_equal(degradations.downscale(image, rng), aliased) for _ in range(600)])
+    assert 0.6 < share < 0.73  # 2/3 expected; 600 draws: standard deviation 0.019
+
+
 def cv2_match(photo: np.ndarray, patch: np.ndarray) -> bool:
     import cv2
 
