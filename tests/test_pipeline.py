@@ -375,3 +375,83 @@ def test_the_noise_gate_is_decided_on_the_whole_frame_before_tiling(networks):
 def test_unknown_denoise_mode_is_refused(networks):
     with pytest.raises(ValueError, match="denoise: expected 'auto' or 'always', received 'sometimes'"):
         Restorer(networks, device="cpu", denoise="sometimes")
+
+
+def test_deblur_weights_measure_the_correction_against_the_frames_own_edges():
+    """Corrections made 0.02, 0.075 and 0.2 times the frames' mean edge strength, measured with scipy's Sobel
+    (divided by 8, kornia's normalisation; edges replicated) on the grey image: weights 0, 1/2 and 1."""
+    import scipy.ndimage
+
+    frames = np.stack([photo(48, 64, name) for name in ("coffee", "astronaut", "chelsea")]).astype(np.float32) / 255
+    noise = np.random.default_rng(0).normal(0, 1, frames.shape).astype(np.float32)
+    corrections = []
+    for frame, pattern, ratio in zip(frames, noise, (0.02, 0.075, 0.2)):
+        grey = frame.mean(axis=2)
+        edges = np.abs(scipy.ndimage.sobel(grey, axis=1, mode="nearest")) + np.abs(scipy.ndimage.sobel(grey, axis=0, mode="nearest"))
+        corrections.append(pattern * ratio * (edges / 8).mean() / np.abs(pattern).mean())
+    before = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    after = before + torch.from_numpy(np.stack(corrections)).permute(0, 3, 1, 2)
+    weights = pipeline.deblur_weights(before, after, ramp=(0.05, 0.10))
+    np.testing.assert_allclose(weights.numpy(), [0.0, 0.5, 1.0], atol=1e-3)
+
+
+class Sharpens(nn.Module):
+    """A stand-in deblurrer that sharpens everything by ``amount`` (x + amount * (x - 3x3 mean))."""
+
+    def __init__(self, amount: float) -> None:
+        super().__init__()
+        self.amount = amount
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images + self.amount * (images - nn.functional.avg_pool2d(images, 3, 1, 1, count_include_pad=False))
+
+
+def test_the_unet_is_left_out_where_its_correction_is_small_against_the_frames_edges(networks):
+    """A sharp photo slightly sharpened: the gated cascade equals the cascade without the UNet; sharpened a lot:
+    the whole correction is kept. The two amounts straddle the ramp on this photo (checked first)."""
+    image = photo(64, 96, "astronaut")
+    tensor = image_to_tensor(image)
+    for amount, share in ((0.05, 0.0), (0.3, 1.0)):
+        assert float(pipeline.deblur_weights(tensor, Sharpens(amount)(tensor).clamp(0, 1))) == share
+        models = {**networks, "unet": Sharpens(amount)}
+        gated = Restorer(models, stages=("unet", "edsr"), device="cpu", fp32=True).restore(image)
+        always = Restorer(models, stages=("unet", "edsr"), device="cpu", fp32=True, deblur="always").restore(image)
+        without = Restorer(models, stages=("edsr",), device="cpu", fp32=True).restore(image)
+        assert np.array_equal(gated, without if share == 0 else always), amount
+        assert max_difference(always, without) > 0, amount  # the UNet stage matters here: the check can fail
+
+
+def test_each_frame_of_a_batch_keeps_its_own_share_of_the_deblurring(networks, monkeypatch):
+    monkeypatch.setattr(pipeline, "deblur_weights", lambda before, after: torch.tensor([0.0, 0.5, 1.0]))
+    frames = [photo(40, 56, name) for name in ("coffee", "astronaut", "chelsea")]
+    stages = Restorer(networks, stages=("dncnn", "unet"), scale=1, device="cpu", fp32=True, denoise="always").restore_batch(frames)
+    with torch.inference_mode():
+        denoised = networks["dncnn"](image_to_tensor(np.stack(frames))).clamp(0, 1)
+        deblurred = networks["unet"](denoised).clamp(0, 1)
+    expected = [denoised[0], torch.lerp(denoised[1], deblurred[1], 0.5), deblurred[2]]
+    for index, (result, reference) in enumerate(zip(stages, expected)):
+        assert max_difference(result, tensor_to_image(reference)) <= 1, index
+
+
+def test_the_deblur_gate_is_decided_on_the_whole_frame_before_the_upscaling_tiles(networks, monkeypatch):
+    """Tiled runs measure the UNet's correction once on the whole frame, so tiled and whole agree."""
+    measured: list[tuple[int, ...]] = []
+    measure = pipeline.deblur_weights
+
+    def recording(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        measured.append(tuple(before.shape))
+        return measure(before, after)
+
+    monkeypatch.setattr(pipeline, "deblur_weights", recording)
+    image = photo(72, 100, "astronaut")
+    image[:, 50:] = skimage.filters.gaussian(image[:, 50:], sigma=2, channel_axis=2, preserve_range=True).round().astype(np.uint8)
+    models = {**networks, "unet": Sharpens(0.12)}  # about half of its correction kept
+    whole = Restorer(models, device="cpu", fp32=True).restore(image)
+    tiled = Restorer(models, device="cpu", fp32=True, tile=32).restore(image)
+    assert measured == [(1, 3, 72, 100)] * 2
+    assert max_difference(tiled, whole) <= 1
+
+
+def test_unknown_deblur_mode_is_refused(networks):
+    with pytest.raises(ValueError, match="deblur: expected 'auto' or 'always', received 'never'"):
+        Restorer(networks, device="cpu", deblur="never")
