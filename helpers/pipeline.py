@@ -350,8 +350,9 @@ class Restorer:
                 head = tuple(stage for stage in self.stages if STAGES.index(stage) <= STAGES.index("unet"))
                 outputs = self._run_stages(batch, head, tile, True, first_frame, weights)
                 before = outputs.get("dncnn", batch)
-                share = deblur_weights(before, outputs["unet"]).view(-1, 1, 1, 1)
-                outputs["unet"] = torch.lerp(before, outputs["unet"], share)
+                share = deblur_weights(before, outputs["unet"])
+                if not bool((share == 1).all()):  # a blurred frame keeps the UNet's output exactly
+                    outputs["unet"] = torch.lerp(before, outputs["unet"], share.view(-1, 1, 1, 1))
                 if tail := self.stages[len(head) :]:
                     outputs.update(self._run_stages(outputs["unet"], tail, tile, keep_stages, first_frame, None))
                 if not keep_stages:
