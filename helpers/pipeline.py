@@ -77,8 +77,8 @@ AUTO_TILE_SIZE = 512
 # Estimated noise sigma (0-255 scale) where DnCNN's correction starts to be applied, and where all of it is.
 DENOISE_RAMP = (4.0, 6.0)
 # The UNet's correction against the frame's detail (``deblur_weights``) where it starts to be kept, and where all
-# of it is. Set on BSD432 + Urban100 training photos (61 clean, 122 blurred; the evaluation images played no part):
-# at 0.05-0.10 the clean ones keep 10% of the correction on average (8 of 61 any), the blurred ones lose nothing.
+# of it is, for a UNet whose weights file records none (``deblur_ramp``, see ``_recorded_deblur_ramp``). How much a
+# network sharpens sharp frames is its own: the bundled files record the ramp measured for them on training photos.
 DEBLUR_RAMP = (0.05, 0.10)
 
 
@@ -106,6 +106,23 @@ def deblur_weights(
     detail = kornia.filters.spatial_gradient(before.mean(dim=1, keepdim=True)).abs().sum(dim=2).flatten(1).mean(dim=1)
     correction = (after - before).abs().flatten(1).mean(dim=1)
     return ((correction / detail.clamp_min(1e-6) - low) / (high - low)).clamp(0, 1)
+
+
+def _recorded_deblur_ramp(unet_weights: Path) -> tuple[float, float] | None:
+    """The deblur gate's ramp recorded in a UNet weights file (``export_weights(..., deblur_ramp=(low, high))``)."""
+    recorded = load_checkpoint(unet_weights).get("deblur_ramp")
+    return None if recorded is None else _checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
+
+
+def _checked_ramp(ramp: Sequence[float], name: str) -> tuple[float, float]:
+    """``ramp`` as (low, high) floats with 0 <= low < high, or a ValueError naming it."""
+    try:
+        low, high = (float(value) for value in ramp)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected (low, high), received {ramp!r}") from None
+    if not 0 <= low < high < math.inf:
+        raise ValueError(f"{name}: expected 0 <= low < high, received ({low}, {high})")
+    return low, high
 
 
 def _recorded_unsharp(edsr_weights: Path) -> UnsharpMask | None:
@@ -181,6 +198,8 @@ class Restorer:
             'always' applies it in full to every frame.
         deblur: 'auto' weights the UNet's correction by how much each frame asks for (module docstring);
             'always' keeps all of it.
+        deblur_ramp: (low, high) of that weighting; default ``DEBLUR_RAMP`` (``from_weights``: the one the UNet's
+            file records, if any).
     """
 
     def __init__(
@@ -198,6 +217,7 @@ class Restorer:
         auto_tile: bool = True,
         denoise: str = "auto",
         deblur: str = "auto",
+        deblur_ramp: tuple[float, float] = DEBLUR_RAMP,
     ) -> None:
         self.stages = _canonical_stages(stages)
         if "edsr" in self.stages and scale == 1:
@@ -217,6 +237,7 @@ class Restorer:
         self.scale = scale
         self.denoise = denoise
         self.deblur = deblur
+        self.deblur_ramp = _checked_ramp(deblur_ramp, "deblur_ramp")
         self.device = pick_device(str(device))
         if self.device.type == "cpu":
             keep_freed_memory()  # reuse activations instead of faulting them in again, layer after layer
@@ -238,7 +259,8 @@ class Restorer:
         """Load the enabled stages' networks from ``weights_dir`` (default ``DEFAULT_WEIGHTS_DIR``)/<stage>.pt.
 
         Weights exported by a cascade fine-tuning (``helpers.cascade``) record the unsharp mask they were
-        trained with; it is used unless ``unsharp`` is given.
+        trained with; it is used unless ``unsharp`` is given. A UNet file may record its ``deblur_ramp``, used
+        unless one is given.
         """
         weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
         stages = _canonical_stages(options.get("stages", STAGES))
@@ -252,6 +274,8 @@ class Restorer:
                     "or train your own (notebooks 02-04) and pass their folder with --weights DIR"
                 )
             models[stage] = load_model(path, expected_name=stage)
+        if "unet" in stages and "deblur_ramp" not in options:
+            options["deblur_ramp"] = _recorded_deblur_ramp(weights_dir / "unet.pt") or DEBLUR_RAMP
         if "unsharp" in stages and "edsr" in stages and "unsharp" not in options:
             options["unsharp"] = _recorded_unsharp(weights_dir / "edsr.pt")
         return cls(models, **options)
@@ -350,7 +374,7 @@ class Restorer:
                 head = tuple(stage for stage in self.stages if STAGES.index(stage) <= STAGES.index("unet"))
                 outputs = self._run_stages(batch, head, tile, True, first_frame, weights)
                 before = outputs.get("dncnn", batch)
-                share = deblur_weights(before, outputs["unet"])
+                share = deblur_weights(before, outputs["unet"], self.deblur_ramp)
                 if not bool((share == 1).all()):  # a blurred frame keeps the UNet's output exactly
                     outputs["unet"] = torch.lerp(before, outputs["unet"], share.view(-1, 1, 1, 1))
                 if tail := self.stages[len(head) :]:

@@ -422,7 +422,7 @@ def test_the_unet_is_left_out_where_its_correction_is_small_against_the_frames_e
 
 
 def test_each_frame_of_a_batch_keeps_its_own_share_of_the_deblurring(networks, monkeypatch):
-    monkeypatch.setattr(pipeline, "deblur_weights", lambda before, after: torch.tensor([0.0, 0.5, 1.0]))
+    monkeypatch.setattr(pipeline, "deblur_weights", lambda before, after, ramp: torch.tensor([0.0, 0.5, 1.0]))
     frames = [photo(40, 56, name) for name in ("coffee", "astronaut", "chelsea")]
     stages = Restorer(networks, stages=("dncnn", "unet"), scale=1, device="cpu", fp32=True, denoise="always").restore_batch(frames)
     with torch.inference_mode():
@@ -438,9 +438,9 @@ def test_the_deblur_gate_is_decided_on_the_whole_frame_before_the_upscaling_tile
     measured: list[tuple[int, ...]] = []
     measure = pipeline.deblur_weights
 
-    def recording(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    def recording(before: torch.Tensor, after: torch.Tensor, ramp: tuple[float, float]) -> torch.Tensor:
         measured.append(tuple(before.shape))
-        return measure(before, after)
+        return measure(before, after, ramp)
 
     monkeypatch.setattr(pipeline, "deblur_weights", recording)
     image = photo(72, 100, "astronaut")
@@ -455,3 +455,27 @@ def test_the_deblur_gate_is_decided_on_the_whole_frame_before_the_upscaling_tile
 def test_unknown_deblur_mode_is_refused(networks):
     with pytest.raises(ValueError, match="deblur: expected 'auto' or 'always', received 'never'"):
         Restorer(networks, device="cpu", deblur="never")
+
+
+def test_a_unet_file_records_its_own_deblur_ramp(networks, tmp_path):
+    """How much a network sharpens sharp frames is its own: from_weights takes the ramp its UNet file records."""
+    folder = save_networks(networks, tmp_path / "plain")
+    assert Restorer.from_weights(folder, device="cpu").deblur_ramp == pipeline.DEBLUR_RAMP
+    export_weights(networks["unet"], folder / "unet.pt", deblur_ramp=(0.15, 0.3))
+    assert Restorer.from_weights(folder, device="cpu").deblur_ramp == (0.15, 0.3)
+    assert Restorer.from_weights(folder, device="cpu", deblur_ramp=(0.2, 0.4)).deblur_ramp == (0.2, 0.4)
+    image = photo(64, 96, "astronaut")
+    models = {**networks, "unet": Sharpens(0.3)}  # its correction reads 0.19 on this photo: all of it kept below
+    kept = Restorer(models, stages=("unet",), scale=1, device="cpu", fp32=True, deblur_ramp=(0.05, 0.1)).restore(image)
+    dropped = Restorer(models, stages=("unet",), scale=1, device="cpu", fp32=True, deblur_ramp=(0.2, 0.4)).restore(image)
+    assert np.array_equal(dropped, image) and max_difference(kept, image) > 3
+
+
+@pytest.mark.parametrize("ramp", [(0.1, 0.05), (-0.1, 0.1), ("low", "high"), (0.1,)])
+def test_a_bad_deblur_ramp_is_refused_naming_where_it_came_from(networks, tmp_path, ramp):
+    with pytest.raises(ValueError, match="deblur_ramp: expected"):
+        Restorer(networks, device="cpu", deblur_ramp=ramp)
+    folder = save_networks(networks, tmp_path / "weights")
+    export_weights(networks["unet"], folder / "unet.pt", deblur_ramp=ramp)
+    with pytest.raises(ValueError, match=r"unet\.pt: deblur_ramp: expected"):
+        Restorer.from_weights(folder, device="cpu")
