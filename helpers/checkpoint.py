@@ -17,17 +17,18 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from .io import atomic_path
 from .models import MODELS, build_model
 
 __all__ = [
     "CHECKPOINT_FORMAT", "MAX_ARCH_VALUE", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "build_checked",
-    "export_weights",
+    "export_weights", "average_models",
 ]
 
 CHECKPOINT_FORMAT = "image-repair-checkpoint/1"
@@ -188,3 +189,21 @@ def export_weights(model: nn.Module, path: str | os.PathLike, half: bool = True,
     """Save an inference-only checkpoint (architecture + weights, float16 by default to halve the file)."""
     weights = {key: (value.half() if half and value.is_floating_point() else value) for key, value in model.state_dict().items()}
     return save_checkpoint(path, {"arch": model.arch, "model": weights, **extra})
+
+
+def average_models(paths: Sequence[str | os.PathLike], expected_name: str | None = None) -> nn.Module:
+    """The uniform average of the weights in ``paths`` (a "model soup"): networks of one architecture fine-tuned
+    from one starting point average into one that often does better than each, trading their strengths.
+
+    The averaging is ``torch.optim.swa_utils.AveragedModel``'s (buffers included); another architecture is refused.
+    """
+    if not paths:
+        raise ValueError("average_models: no checkpoints given")
+    models = [load_model(path, expected_name=expected_name) for path in paths]
+    for path, model in zip(paths[1:], models[1:]):
+        if model.arch != models[0].arch:
+            raise CheckpointError(f"{path}: holds {model.arch}, not {models[0].arch} like {paths[0]}: cannot be averaged")
+    averaged = AveragedModel(models[0], use_buffers=True)
+    for model in models:
+        averaged.update_parameters(model)
+    return averaged.module.eval()

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import helpers.checkpoint as checkpoint_module
-from helpers.checkpoint import CHECKPOINT_FORMAT, CheckpointError, export_weights, load_checkpoint, load_model, save_checkpoint
+from helpers.checkpoint import (
+    CHECKPOINT_FORMAT, CheckpointError, average_models, export_weights, load_checkpoint, load_model, save_checkpoint,
+)
 from helpers.models import EDSR, DnCNN
 
 
@@ -172,3 +174,26 @@ def test_evaluate_refuses_a_pickle_in_one_line(tmp_path, capsys) -> None:
                  "--out", str(tmp_path / "eval")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / 'pickle.pt'}: not a readable checkpoint")
+
+
+def test_averaged_models_hold_the_mean_of_each_weight(tmp_path) -> None:
+    paths = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        paths.append(export_weights(EDSR(num_blocks=2, channels=8), tmp_path / f"edsr{seed}.pt", half=False))
+    averaged = average_models(paths, expected_name="edsr")
+    states = [load_model(path).state_dict() for path in paths]
+    for key, value in averaged.state_dict().items():
+        torch.testing.assert_close(value, sum(state[key] for state in states) / 3, msg=key)
+    assert averaged.arch == load_model(paths[0]).arch and not averaged.training
+    roundtrip = load_model(export_weights(averaged, tmp_path / "soup.pt", half=False))
+    torch.testing.assert_close(roundtrip.state_dict(), averaged.state_dict())
+
+
+def test_models_of_another_architecture_are_not_averaged(tmp_path) -> None:
+    first = export_weights(EDSR(num_blocks=2, channels=8), tmp_path / "small.pt")
+    second = export_weights(EDSR(num_blocks=3, channels=8), tmp_path / "deeper.pt")
+    with pytest.raises(CheckpointError, match="deeper.pt: holds .* cannot be averaged"):
+        average_models([first, second])
+    with pytest.raises(ValueError, match="no checkpoints"):
+        average_models([])
