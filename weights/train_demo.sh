@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The recipe of the bundled demo weights v6: DnCNN, UNet and EDSR fine-tuned from the v4 weights (sample-set
+# The recipe of the bundled demo weights v7: DnCNN, UNet and EDSR fine-tuned from the v4 weights (sample-set
 # trained, see weights/README.md) on real photographs at their native resolution (`photos:` source: BSD432 +
 # Urban100 from ../shared/data/train, degraded on the fly; real Levin et al. camera-shake kernels beside
 # synthetic trajectories), on a 2-core CPU, one thread each, side by side (v5); then the UNet fine-tuned again
-# with half of its inputs left sharp (`sharp` mode); then each is exported as a float16 inference-only file
-# weights/{dncnn,unet,edsr}.pt. From nothing: `bash weights/train_demo.sh && bash weights/train_demo.sh sharp
-# && bash weights/train_demo.sh export`.
+# with half of its inputs left sharp (`sharp` mode) and EDSR's run continued with half of its inputs aliased (`v7`
+# mode); then each is exported as a float16 inference-only file weights/{dncnn,unet,edsr}.pt (EDSR: the average of
+# its two runs). From nothing: `bash weights/train_demo.sh && bash weights/train_demo.sh sharp && bash
+# weights/train_demo.sh v7 && bash weights/train_demo.sh export`.
 # State lives outside the work tree, in the cache folder ($IMAGE_REPAIR_CACHE, default
 # ~/.cache/image-repair-and-restoration)/demo_training_v5/<model>/ with logs in .../logs/<model>.log:
 # run the script again after an interruption and every run resumes from its last.pt; delete that folder to
@@ -15,7 +16,7 @@
 #        weights/README.md; state in .../demo_training_v5/cascade, exported to .../cascade/weights)
 #        nohup bash weights/train_demo.sh sharp &     (the v5 UNet fine-tuned with more inputs left sharp)
 #        nohup bash weights/train_demo.sh train edsr &   (one stage's run only: any of dncnn unet edsr)
-#        nohup bash weights/train_demo.sh v7 &        (after v6: EDSR with more aliased inputs, DnCNN at a lower rate)
+#        nohup bash weights/train_demo.sh v7 &        (after v6: EDSR's run continued with more aliased inputs)
 # The starting points are the v4 files, taken from git history (commit 60cb2c2) into $RUNS/v4_weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,21 +65,14 @@ fi
 # One thread per run, sleeping instead of spinning while waiting: three runs share two cores.
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 if [ "${1:-train}" = v7 ]; then
-    # After v6, side by side: EDSR's run continued with half of its low-resolution inputs aliased (OpenCV bicubic
-    # named twice: v6 gains +2.1 dB over bicubic on antialiased input but +0.9 on aliased), and DnCNN's run
-    # continued at a fifth of its learning rate (1e-4 moved the converged v4 network off its minimum: on held-out
-    # photos v4 scores 31.53 dB, v5 31.17). State in .../demo_training_v5/{edsr_aliased,dncnn_2e-5}.
+    # After v6: EDSR's run continued with half of its low-resolution inputs aliased (OpenCV bicubic named twice: v6
+    # gains +2.1 dB over bicubic on antialiased input but +0.9 on aliased); the export averages the two runs.
+    # State in .../demo_training_v5/edsr_aliased.
     "$PY" -m helpers train edsr --device cpu --early-stop 0 --seed 1 --resume --val-patch 96 --val-items 32 \
         --steps-per-epoch 50 --plateau-patience 2 --data "photos:$TRAIN/BSDS432=0.5,$TRAIN/Urban100=0.5" \
         --out "$RUNS/edsr_aliased" --init "$RUNS/edsr/best.pt" --epochs "${EDSR_EPOCHS:-40}" --batch-size 6 \
         --patch 48 --lr 5e-5 --downscale-kernels area,bicubic,opencv-bicubic,opencv-bicubic \
-        >>"$LOGS/edsr_aliased.log" 2>&1 &
-    "$PY" -m helpers train dncnn --device cpu --early-stop 0 --seed 1 --resume --val-patch 96 --val-items 32 \
-        --steps-per-epoch 50 --plateau-patience 2 --data "photos:$TRAIN/BSDS432=0.7,$TRAIN/Urban100=0.3" \
-        --out "$RUNS/dncnn_2e-5" --init "$RUNS/dncnn/best.pt" --epochs "${DNCNN_EPOCHS:-40}" --batch-size 16 \
-        --patch 50 --lr 2e-5 --min-scale 0.7 --sigma 0,55 --clean-fraction 0.05 --blurry-fraction 0.2 \
-        --colour-augment 0.2 >>"$LOGS/dncnn_2e-5.log" 2>&1 &
-    wait
+        >>"$LOGS/edsr_aliased.log" 2>&1
     exit
 fi
 
@@ -115,14 +109,20 @@ fi
 import sys
 from pathlib import Path
 
-from helpers.checkpoint import export_weights, load_checkpoint, load_model
+from helpers.checkpoint import average_models, export_weights, load_checkpoint, load_model
 
 runs = Path(sys.argv[1])
-# v6: the UNet from the sharp-share fine-tune (`sharp` mode, SHARP_FRACTION=0.5); the others from their v5 runs
-for name, run in (("dncnn", "dncnn"), ("unet", "unet_sharp_0.5"), ("edsr", "edsr")):
-    path = runs / run / "best.pt"  # lowest loss on held-out photos with the training degradations
+source = "demo v7: BSD432 + Urban100 photos, CPU (weights/README.md)"
+# v7: DnCNN from its v5 run, the UNet from the sharp-share fine-tune (`sharp` mode, SHARP_FRACTION=0.5) with the deblur
+# gate's ramp measured for it on training photos, EDSR the average of its run (a third of the inputs aliased) and that
+# run continued with half of them aliased (`v7` mode). Each run's best.pt: lowest loss on held-out photos.
+for name, run, extra in (("dncnn", "dncnn", {}), ("unet", "unet_sharp_0.5", {"deblur_ramp": (0.05, 0.10)})):
+    path = runs / run / "best.pt"
     history = load_checkpoint(path)["history"]
-    export_weights(load_model(path, expected_name=name), Path("weights") / f"{name}.pt",
-                   history=history, source="demo v6: BSD432 + Urban100 photos, CPU (weights/README.md)")
+    export_weights(load_model(path, expected_name=name), Path("weights") / f"{name}.pt", history=history, source=source, **extra)
     print(f"weights/{name}.pt <- {path}: val PSNR {history['val_psnr'][-1]:.2f} dB after {len(history['val_psnr'])} epochs")
+soup = [runs / "edsr" / "best.pt", runs / "edsr_aliased" / "best.pt"]
+export_weights(average_models(soup, expected_name="edsr"), Path("weights") / "edsr.pt",
+               history=load_checkpoint(soup[-1])["history"], source=f"{source}; the average of {soup[0]} and {soup[1]}")
+print(f"weights/edsr.pt <- the average of {soup[0]} and {soup[1]}")
 PYTHON
