@@ -122,7 +122,8 @@ for name, run, extra in (("dncnn", "dncnn", {}), ("unet", "unet_sharp_0.5", {"de
     export_weights(load_model(path, expected_name=name), Path("weights") / f"{name}.pt", history=history, source=source, **extra)
     print(f"weights/{name}.pt <- {path}: val PSNR {history['val_psnr'][-1]:.2f} dB after {len(history['val_psnr'])} epochs")
 soup = [runs / "edsr" / "best.pt", runs / "edsr_aliased" / "best.pt"]
+runs_named = " and ".join(str(path.relative_to(runs)) for path in soup)
 export_weights(average_models(soup, expected_name="edsr"), Path("weights") / "edsr.pt",
-               history=load_checkpoint(soup[-1])["history"], source=f"{source}; the average of {soup[0]} and {soup[1]}")
-print(f"weights/edsr.pt <- the average of {soup[0]} and {soup[1]}")
+               history=load_checkpoint(soup[-1])["history"], source=f"{source}; the average of the runs {runs_named}")
+print(f"weights/edsr.pt <- the average of {runs_named} in {runs}")
 PYTHON
