@@ -63,7 +63,7 @@ from .models import UNet, UnsharpMask
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "DENOISE_RAMP", "DEBLUR_RAMP", "Restorer",
-    "denoise_weights", "deblur_weights",
+    "denoise_weights", "deblur_weights", "recorded_deblur_ramp",
 ]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -77,7 +77,7 @@ AUTO_TILE_SIZE = 512
 # Estimated noise sigma (0-255 scale) where DnCNN's correction starts to be applied, and where all of it is.
 DENOISE_RAMP = (4.0, 6.0)
 # The UNet's correction against the frame's detail (``deblur_weights``) where it starts to be kept, and where all
-# of it is, for a UNet whose weights file records none (``deblur_ramp``, see ``_recorded_deblur_ramp``). How much a
+# of it is, for a UNet whose weights file records none (``deblur_ramp``, see ``recorded_deblur_ramp``). How much a
 # network sharpens sharp frames is its own: the bundled files record the ramp measured for them on training photos.
 DEBLUR_RAMP = (0.05, 0.10)
 
@@ -108,7 +108,7 @@ def deblur_weights(
     return ((correction / detail.clamp_min(1e-6) - low) / (high - low)).clamp(0, 1)
 
 
-def _recorded_deblur_ramp(unet_weights: Path) -> tuple[float, float] | None:
+def recorded_deblur_ramp(unet_weights: Path) -> tuple[float, float] | None:
     """The deblur gate's ramp recorded in a UNet weights file (``export_weights(..., deblur_ramp=(low, high))``)."""
     recorded = load_checkpoint(unet_weights).get("deblur_ramp")
     return None if recorded is None else _checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
@@ -275,7 +275,7 @@ class Restorer:
                 )
             models[stage] = load_model(path, expected_name=stage)
         if "unet" in stages and "deblur_ramp" not in options:
-            options["deblur_ramp"] = _recorded_deblur_ramp(weights_dir / "unet.pt") or DEBLUR_RAMP
+            options["deblur_ramp"] = recorded_deblur_ramp(weights_dir / "unet.pt") or DEBLUR_RAMP
         if "unsharp" in stages and "edsr" in stages and "unsharp" not in options:
             options["unsharp"] = _recorded_unsharp(weights_dir / "edsr.pt")
         return cls(models, **options)

@@ -912,7 +912,7 @@ def _cascade_validation(args: argparse.Namespace, patch: int) -> Callable[[nn.Mo
     degraded in the cascade's order (blur at high resolution, 2x downscale, noise), float32 inference.
     """
     from .data import build_photo_dataset
-    from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer
+    from .pipeline import DEBLUR_RAMP, DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer, recorded_deblur_ramp
 
     weights = Path(args.cascade_weights) if args.cascade_weights not in (None, "none") else DEFAULT_WEIGHTS_DIR
     if not args.data.startswith(PHOTOS_PREFIX) or args.cascade_weights == "none":
@@ -922,9 +922,15 @@ def _cascade_validation(args: argparse.Namespace, patch: int) -> Callable[[nn.Mo
     crops = build_photo_dataset("pipeline", val_photos, patch_size=args.val_patch or patch, length=CASCADE_VAL_ITEMS,
                                 seed=args.seed, min_scale=args.min_scale, degradations=_photo_degradations(args, False))
     inputs, targets = (torch.stack(tensors) for tensors in zip(*(crops[i] for i in range(len(crops)))))
+    # The deblur gate's ramp belongs to a trained UNet: one in training keeps all of its correction (a network near
+    # the identity would otherwise be gated off); a finished one is gated as its file says, as Restorer.from_weights does.
+    if args.model == "unet":
+        gates: dict[str, Any] = {"deblur": "always"}
+    else:
+        gates = {"deblur_ramp": recorded_deblur_ramp(weights / "unet.pt") or DEBLUR_RAMP}
 
     def validate(model: nn.Module) -> float:
-        restorer = Restorer({**others, args.model: model}, device=next(model.parameters()).device, fp32=True)
+        restorer = Restorer({**others, args.model: model}, device=next(model.parameters()).device, fp32=True, **gates)
         return psnr(restorer.restore_tensor(inputs).cpu(), targets).item()
 
     return validate

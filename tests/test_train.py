@@ -598,7 +598,7 @@ def test_photos_source_trains_with_held_out_photos_and_validates_the_cascade(tmp
     degradations = PhotoDegradations(nonuniform_fraction=0.2)  # the CLI's defaults; no sharp share in validation
     crops = build_photo_dataset("pipeline", validation, patch_size=24, length=8, seed=0, degradations=degradations)
     models = {name: load_model(weights / f"{name}.pt") for name in ("dncnn", "edsr")} | {"unet": load_model(out / "last.pt")}
-    restorer = Restorer(models, device="cpu", fp32=True)
+    restorer = Restorer(models, device="cpu", fp32=True, deblur="always")  # a UNet in training: its ramp is not known yet
     scores = []
     for noisy, sharp in (crops[i] for i in range(len(crops))):
         restored = restorer.restore_tensor(noisy[None])[0].permute(1, 2, 0).numpy()
@@ -607,6 +607,36 @@ def test_photos_source_trains_with_held_out_photos_and_validates_the_cascade(tmp
 
     assert main([*args, "--cascade-weights", "none", "--out", str(tmp_path / "no_cascade")]) == 0
     assert math.isnan(load_checkpoint(tmp_path / "no_cascade" / "last.pt")["history"]["cascade_psnr"][-1])
+
+
+def test_cascade_validation_gates_a_finished_unet_as_its_file_says(tmp_path):
+    """Training EDSR beside a UNet whose file records a ramp it never reaches: the validated cascade runs without
+    the UNet's correction, as Restorer.from_weights would run those files."""
+    from helpers.data import PhotoDegradations, PhotoLibrary, build_photo_dataset, parse_photo_folders
+    from helpers.pipeline import Restorer
+    from conftest import without_identity_start
+    from tests.test_data import write_photos
+
+    folder = write_photos(tmp_path / "photos", 8)
+    weights = tmp_path / "cascade_weights"
+    torch.manual_seed(0)
+    unet = without_identity_start(UNet(base_channels=8, depth=2))  # a correction the default ramp would keep
+    for name, network in {"dncnn": DnCNN(depth=3, channels=8), "unet": unet, "edsr": EDSR(num_blocks=1, channels=8)}.items():
+        export_weights(network, weights / f"{name}.pt", half=False, **({"deblur_ramp": (50.0, 100.0)} if name == "unet" else {}))
+    out = tmp_path / "run"
+    assert main(["train", "edsr", "--data", f"photos:{folder}", "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1",
+                 "--batch-size", "2", "--patch", "16", "--val-patch", "24", "--val-items", "3",
+                 "--init", str(weights / "edsr.pt"), "--cascade-weights", str(weights)]) == 0
+    recorded = load_checkpoint(out / "last.pt")["history"]["cascade_psnr"][-1]
+    validation = PhotoLibrary(parse_photo_folders(str(folder)), "val", 0.05, seed=0)
+    crops = build_photo_dataset("pipeline", validation, patch_size=24, length=8, seed=0,
+                                degradations=PhotoDegradations(nonuniform_fraction=0.2))
+    models = {"dncnn": load_model(weights / "dncnn.pt"), "edsr": load_model(out / "last.pt")}
+    without_unet = Restorer(models, stages=("dncnn", "edsr", "unsharp"), device="cpu", fp32=True)
+    scores = [peak_signal_noise_ratio(sharp.permute(1, 2, 0).numpy(),
+                                      without_unet.restore_tensor(noisy[None])[0].permute(1, 2, 0).numpy(), data_range=1.0)
+              for noisy, sharp in (crops[i] for i in range(len(crops)))]
+    assert recorded == pytest.approx(np.mean(scores), abs=0.01)
 
 
 # ----------------------------------------------------------------------------- kills, damaged state, changed options
