@@ -28,7 +28,7 @@ measured against the frame's own detail: mean |UNet(x) - x| over the mean gradie
 (``deblur_weights``). Blurred training photos read 0.006-1.0 (median 0.11 with synthetic shake, 0.36 with
 the real kernels), clean ones 0-0.2 (median 0.008), for the bundled UNet: the correction is weighted by a ramp,
 none below its start, all of it above its top. How much a network sharpens sharp frames is its own, so the
-ramp comes with the UNet's weights file (``recorded_deblur_ramp``; ``DEBLUR_RAMP`` when it records none).
+ramp comes with the UNet's weights file (``deblur_ramp_for``; ``DEBLUR_RAMP`` when it records none).
 ``deblur="always"`` keeps all of the correction everywhere.
 
 Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
@@ -65,7 +65,7 @@ from .models import UNet, UnsharpMask
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "DENOISE_RAMP", "DEBLUR_RAMP", "Restorer",
-    "denoise_weights", "deblur_weights", "recorded_deblur_ramp",
+    "denoise_weights", "deblur_weights", "deblur_ramp_for",
 ]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -79,7 +79,7 @@ AUTO_TILE_SIZE = 512
 # Estimated noise sigma (0-255 scale) where DnCNN's correction starts to be applied, and where all of it is.
 DENOISE_RAMP = (4.0, 6.0)
 # The UNet's correction against the frame's detail (``deblur_weights``) where it starts to be kept, and where all
-# of it is, for a UNet whose weights file records none (``deblur_ramp``, see ``recorded_deblur_ramp``). How much a
+# of it is, for a UNet whose weights file records none (``deblur_ramp``, see ``deblur_ramp_for``). How much a
 # network sharpens sharp frames is its own: the bundled files record the ramp measured for them on training photos.
 DEBLUR_RAMP = (0.05, 0.10)
 
@@ -110,10 +110,11 @@ def deblur_weights(
     return ((correction / detail.clamp_min(1e-6) - low) / (high - low)).clamp(0, 1)
 
 
-def recorded_deblur_ramp(unet_weights: Path) -> tuple[float, float] | None:
-    """The deblur gate's ramp recorded in a UNet weights file (``export_weights(..., deblur_ramp=(low, high))``)."""
+def deblur_ramp_for(unet_weights: Path) -> tuple[float, float]:
+    """The deblur gate's ramp a UNet weights file records (``export_weights(..., deblur_ramp=(low, high))``),
+    else ``DEBLUR_RAMP``."""
     recorded = load_checkpoint(unet_weights).get("deblur_ramp")
-    return None if recorded is None else _checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
+    return DEBLUR_RAMP if recorded is None else _checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
 
 
 def _checked_ramp(ramp: Sequence[float], name: str) -> tuple[float, float]:
@@ -277,7 +278,7 @@ class Restorer:
                 )
             models[stage] = load_model(path, expected_name=stage)
         if "unet" in stages and "deblur_ramp" not in options:
-            options["deblur_ramp"] = recorded_deblur_ramp(weights_dir / "unet.pt") or DEBLUR_RAMP
+            options["deblur_ramp"] = deblur_ramp_for(weights_dir / "unet.pt")
         if "unsharp" in stages and "edsr" in stages and "unsharp" not in options:
             options["unsharp"] = _recorded_unsharp(weights_dir / "edsr.pt")
         return cls(models, **options)

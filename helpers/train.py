@@ -912,7 +912,7 @@ def _cascade_validation(args: argparse.Namespace, patch: int) -> Callable[[nn.Mo
     degraded in the cascade's order (blur at high resolution, 2x downscale, noise), float32 inference.
     """
     from .data import build_photo_dataset
-    from .pipeline import DEBLUR_RAMP, DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer, recorded_deblur_ramp
+    from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer, deblur_ramp_for
 
     weights = Path(args.cascade_weights) if args.cascade_weights not in (None, "none") else DEFAULT_WEIGHTS_DIR
     if not args.data.startswith(PHOTOS_PREFIX) or args.cascade_weights == "none":
@@ -927,7 +927,7 @@ def _cascade_validation(args: argparse.Namespace, patch: int) -> Callable[[nn.Mo
     if args.model == "unet":
         gates: dict[str, Any] = {"deblur": "always"}
     else:
-        gates = {"deblur_ramp": recorded_deblur_ramp(weights / "unet.pt") or DEBLUR_RAMP}
+        gates = {"deblur_ramp": deblur_ramp_for(weights / "unet.pt")}
 
     def validate(model: nn.Module) -> float:
         restorer = Restorer({**others, args.model: model}, device=next(model.parameters()).device, fp32=True, **gates)
