@@ -62,6 +62,20 @@ if [ "${1:-train}" = sharp ]; then
         --colour-augment 0.2 >>"$LOGS/unet_sharp_$SHARP.log" 2>&1
     exit
 fi
+if [ "${1:-train}" = crisp ]; then
+    # After v7: the v7 UNet (the `sharp` run's best.pt) fine-tuned on crisper photos: shrunk by up to 4x (default
+    # 2x) before cutting, so that sharp inputs look like frames downscaled from a larger sensor (GOPRO's 640x360,
+    # McMaster's 250x250) while the blurs keep their pixel extents; SHARP_FRACTION (default 0.5) of inputs left
+    # sharp. One thread; state in .../demo_training_v5/unet_crisp_<fraction>.
+    SHARP=${SHARP_FRACTION:-0.5}
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE "$PY" -m helpers train unet --device cpu --early-stop 0 --seed 2 \
+        --resume --val-patch 96 --val-items 32 --steps-per-epoch 50 --plateau-patience 2 \
+        --kernels "$TRAIN/kernels/levin09.npz" --data "photos:$TRAIN/BSDS432=0.3,$TRAIN/Urban100=0.7" \
+        --out "$RUNS/unet_crisp_$SHARP" --init "$RUNS/unet_sharp_0.5/best.pt" --epochs "${UNET_EPOCHS:-60}" \
+        --batch-size 4 --patch 112 --lr 1e-4 --min-scale 0.25 --kernel-fraction 0.5 --nonuniform-fraction 0.2 \
+        --sharp-fraction "$SHARP" --colour-augment 0.2 >>"$LOGS/unet_crisp_$SHARP.log" 2>&1
+    exit
+fi
 # One thread per run, sleeping instead of spinning while waiting: three runs share two cores.
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 if [ "${1:-train}" = v7 ]; then
