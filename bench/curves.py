@@ -8,7 +8,8 @@ the steps and hours to gain DB dB more, at the fitted slope and at its interval'
 case). A straight line in log-steps never saturates, so every projection is an upper estimate.
 Not part of ``make bench`` (it reads training state that lives outside the repository):
 
-    python -m bench.curves RUN_DIR [RUN_DIR ...] [--skip-epochs 1] [--needed dncnn=0.79] [--out outputs/curves]
+    python -m bench.curves RUN_DIR [RUN_DIR ...] [--key val_psnr|cascade_psnr] [--skip-epochs 1] [--needed dncnn=0.79]
+                           [--out outputs/curves]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def run_row(name: str, trend: Trend, seconds_per_step: float) -> dict:
         "run": name,
         "steps": last,
         "s/step": f"{seconds_per_step:.2f}",
-        "val PSNR (last)": trend.values[-1],
+        "PSNR (last)": trend.values[-1],
         "slope (dB / 10x steps) [95%]": f"{trend.slope:+.3f} [{low:+.3f}, {high:+.3f}]",
         "fit at 10x steps": trend.at(10 * last),
         "fit at 100x steps": trend.at(100 * last),
@@ -58,8 +59,8 @@ def needed_row(name: str, trend: Trend, seconds_per_step: float, gain: float) ->
     return row
 
 
-def plot_trends(trends: dict[str, Trend], path: Path) -> Path:
-    """Validation PSNR against steps (log scale), one axis per run, with the fitted line extended to 100x."""
+def plot_trends(trends: dict[str, Trend], key: str, path: Path) -> Path:
+    """The fitted PSNR (``key``) against steps (log scale), one axis per run, with the fitted line extended to 100x."""
     columns = min(3, len(trends))
     rows = -(-len(trends) // columns)
     figure = Figure(figsize=(4.2 * columns, 3.6 * rows), layout="constrained")
@@ -67,7 +68,7 @@ def plot_trends(trends: dict[str, Trend], path: Path) -> Path:
     for axis in axes[len(trends):]:
         axis.set_visible(False)
     for axis, (name, trend) in zip(axes, trends.items()):
-        axis.plot(trend.steps, trend.values, "o", label="validation PSNR")
+        axis.plot(trend.steps, trend.values, "o", label=key)
         span = np.geomspace(trend.steps[0], 100 * trend.steps[-1], 50)
         axis.plot(span, [trend.at(step) for step in span], "--", label=f"fit: {trend.slope:+.3f} dB / 10x steps")
         axis.set_xscale("log")
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.curves", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders holding last.pt")
     parser.add_argument("--skip-epochs", type=int, default=1, help="first epochs left out of each fit")
+    parser.add_argument("--key", default="val_psnr",
+                        help="the history's PSNR to fit: val_psnr (the network on held-out patches) or cascade_psnr "
+                             "(the whole cascade with it, on held-out crops)")
     parser.add_argument("--needed", action="append", default=[], metavar="RUN=DB",
                         help="steps and hours for RUN (a folder name) to gain DB dB more on its trend")
     parser.add_argument("--out", type=Path, default=Path("outputs/curves"))
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.runs:
         state = load_checkpoint(folder / "last.pt")
         steps_per_epoch = state["global_step"] // state["epoch"]
-        trends[folder.name] = trend = psnr_trend(state["history"], steps_per_epoch, skip_epochs=args.skip_epochs)
+        trends[folder.name] = trend = psnr_trend(state["history"], steps_per_epoch, args.key, args.skip_epochs)
         seconds_per_step = statistics.median(state["history"]["seconds"]) / steps_per_epoch
         rows.append(run_row(folder.name, trend, seconds_per_step))
         if folder.name in needed:
@@ -108,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report = "\n\n".join(format_table(table) for table in (rows, needed_rows) if table)
     print(report)
-    (args.out / "report.md").write_text(f"# Learning-curve trends\n\n{report}\n")
-    print(f"wrote {args.out / 'report.md'} and {plot_trends(trends, args.out / 'curves.png')}")
+    (args.out / "report.md").write_text(f"# Learning-curve trends ({args.key})\n\n{report}\n")
+    print(f"wrote {args.out / 'report.md'} and {plot_trends(trends, args.key, args.out / 'curves.png')}")
     return 0
 
 

@@ -67,7 +67,7 @@ def test_the_script_reports_each_run_and_the_steps_a_gain_needs(tmp_path, capsys
     needed = next(line for line in printed.splitlines() if line.startswith("| rising ") and "+0.20 " in line)
     cells = [cell.strip() for cell in needed.split("|")]
     assert cells[3:5] == ["4e+03", "2"]  # 10x the steps: 3,600 more steps at 2 s each, 2 hours
-    assert (out / "report.md").read_text().startswith("# Learning-curve trends")
+    assert (out / "report.md").read_text().startswith("# Learning-curve trends (val_psnr)")
     with Image.open(out / "curves.png") as figure:
         assert figure.size[0] > 0
     with pytest.raises(SystemExit):
