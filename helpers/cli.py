@@ -11,6 +11,7 @@ import argparse
 import importlib
 import math
 import sys
+from pathlib import Path
 from typing import Sequence
 
 # command -> (module, function) that receives the parsed arguments and returns an exit code
@@ -22,6 +23,7 @@ COMMANDS = {
     "notebooks": ("helpers.notebooks", "notebooks_command"),
     "colab-links": ("helpers.notebooks", "colab_links_command"),
     "import-weights": ("helpers.import_weights", "import_weights_command"),
+    "calibrate-deblur": ("helpers.calibrate", "calibrate_command"),
 }
 
 NETWORKS = ("dncnn", "unet", "edsr")
@@ -294,12 +296,30 @@ def _add_import_weights_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true")
 
 
+def _add_calibrate_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "calibrate-deblur", help="measure where a UNet's deblur gate should start, on your sharp photos, and record it",
+        description="Runs the UNet on each photo sharp and blurred (synthetic camera shake; real kernels with "
+        "--kernels) and picks the gate's ramp: the highest that keeps 95%% of the deblurring gain, so that sharp "
+        "frames keep as little of the correction as possible (helpers.calibrate). Use photos like your frames, "
+        "not your evaluation images.",
+    )
+    parser.add_argument("unet", type=Path, help="UNet weights (exported or a training checkpoint)")
+    parser.add_argument("--photos", type=Path, nargs="+", required=True, help="folders of sharp photos")
+    parser.add_argument("--kernels", type=Path, default=None, help="real blur kernels (.npz of 2-D arrays)")
+    parser.add_argument("--limit", type=int, default=0, help="use about this many photos, spread over the folders (0: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic blurs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="write the UNet's weights here with the ramp recorded (may be the UNet file itself)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train_parser, _add_restore_parser, _add_evaluate_parser, _add_demo_parser, _add_notebooks_parser,
-                _add_colab_links_parser, _add_import_weights_parser):
+                _add_colab_links_parser, _add_import_weights_parser, _add_calibrate_parser):
         add(commands)
     return parser
 

@@ -65,7 +65,7 @@ from .models import UNet, UnsharpMask
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "DENOISE_RAMP", "DEBLUR_RAMP", "Restorer",
-    "denoise_weights", "deblur_weights", "deblur_ramp_for",
+    "denoise_weights", "deblur_measure", "deblur_weights", "deblur_ramp_for", "checked_ramp",
 ]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -95,29 +95,34 @@ def denoise_weights(
     return ((noise_sigma(images, device) * 255 - low) / (high - low)).clamp(0, 1)
 
 
+def deblur_measure(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """How much of a correction each frame asks for: the correction's mean size over the mean gradient magnitude
+    (normalised Sobel) of the grey input; (N,).
+
+    A blurred frame asks for a correction of the order of the edges it still has, a sharp one for little, and a
+    network trained to deblur still sharpens sharp frames (the cost on clean photos).
+    """
+    detail = kornia.filters.spatial_gradient(before.mean(dim=1, keepdim=True)).abs().sum(dim=2).flatten(1).mean(dim=1)
+    correction = (after - before).abs().flatten(1).mean(dim=1)
+    return correction / detail.clamp_min(1e-6)
+
+
 def deblur_weights(
     before: torch.Tensor, after: torch.Tensor, ramp: tuple[float, float] = DEBLUR_RAMP
 ) -> torch.Tensor:
-    """Share of the UNet's correction each frame keeps: 0 below ``ramp[0]``, 1 above ``ramp[1]``; (N,).
-
-    The measure is the correction's mean size over the mean gradient magnitude (normalised Sobel) of the grey
-    input: a blurred frame asks for a correction of the order of the edges it still has, a sharp one for little,
-    and a network trained to deblur still sharpens sharp frames (the cost on clean photos).
-    """
+    """Share of the UNet's correction each frame keeps: 0 below ``ramp[0]`` of ``deblur_measure``, 1 above ``ramp[1]``; (N,)."""
     low, high = ramp
-    detail = kornia.filters.spatial_gradient(before.mean(dim=1, keepdim=True)).abs().sum(dim=2).flatten(1).mean(dim=1)
-    correction = (after - before).abs().flatten(1).mean(dim=1)
-    return ((correction / detail.clamp_min(1e-6) - low) / (high - low)).clamp(0, 1)
+    return ((deblur_measure(before, after) - low) / (high - low)).clamp(0, 1)
 
 
 def deblur_ramp_for(unet_weights: Path) -> tuple[float, float]:
     """The deblur gate's ramp a UNet weights file records (``export_weights(..., deblur_ramp=(low, high))``),
     else ``DEBLUR_RAMP``."""
     recorded = load_checkpoint(unet_weights).get("deblur_ramp")
-    return DEBLUR_RAMP if recorded is None else _checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
+    return DEBLUR_RAMP if recorded is None else checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
 
 
-def _checked_ramp(ramp: Sequence[float], name: str) -> tuple[float, float]:
+def checked_ramp(ramp: Sequence[float], name: str) -> tuple[float, float]:
     """``ramp`` as (low, high) floats with 0 <= low < high, or a ValueError naming it."""
     try:
         low, high = (float(value) for value in ramp)
@@ -240,7 +245,7 @@ class Restorer:
         self.scale = scale
         self.denoise = denoise
         self.deblur = deblur
-        self.deblur_ramp = _checked_ramp(deblur_ramp, "deblur_ramp")
+        self.deblur_ramp = checked_ramp(deblur_ramp, "deblur_ramp")
         self.device = pick_device(str(device))
         if self.device.type == "cpu":
             keep_freed_memory()  # reuse activations instead of faulting them in again, layer after layer

@@ -1,0 +1,126 @@
+"""helpers.calibrate: the deblur gate's ramp measured for a UNet on sharp photos, and the command that records it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kornia
+import numpy as np
+import pytest
+import skimage.data
+import skimage.io
+import skimage.metrics
+import torch
+from torch import nn
+
+from helpers import calibrate, pipeline
+from helpers.checkpoint import export_weights, load_checkpoint
+from helpers.cli import main as cli_main
+from helpers.io import image_to_tensor, write_image
+from helpers.models import build_model
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+class Sharpens(nn.Module):
+    """A stand-in deblurrer: a gentle unsharp mask (x + 0.25 (x - Gaussian(x))), on every frame alike."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images + 0.25 * (images - kornia.filters.gaussian_blur2d(images, (5, 5), (1.5, 1.5)))
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        write_image(folder / f"{name}.png", np.ascontiguousarray(getattr(skimage.data, name)()[:300, :300]))
+    return folder
+
+
+def _photos(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png"))
+
+
+def _row(calibration: calibrate.Calibration, low: float) -> dict:
+    return next(row for row in calibration.table if row["ramp"].startswith(f"({low:.3f},"))
+
+
+def test_each_ramps_gain_is_what_the_restorers_gate_gives_there(photo_folder, one_torch_thread) -> None:
+    """Independent reference: the pipeline's own gate (deblur_weights) and scikit-image's PSNR on the same views."""
+    kernels = [np.full((5, 9), 1 / 45, np.float32)]
+    photos = _photos(photo_folder)
+    calibration = calibrate.calibrate_deblur_ramp(Sharpens(), photos, kernels, seed=3, device="cpu")
+    low = calibrate.RAMP_LOWS[4]
+    gains: dict[str, list[float]] = {"synthetic": [], "kernel": []}
+    for index, path in enumerate(photos):
+        views = calibrate._photo_views(skimage.io.imread(path), index, kernels, seed=3)
+        for name in gains:
+            before = image_to_tensor(views[name])
+            after = Sharpens()(before).clamp(0, 1)
+            gated = torch.lerp(before, after, pipeline.deblur_weights(before, after, (low, 2 * low)).view(-1, 1, 1, 1))
+            psnr = [skimage.metrics.peak_signal_noise_ratio(views["sharp"].astype(np.float64) / 255, image, data_range=1.0)
+                    for image in (views[name].astype(np.float64) / 255, gated[0].permute(1, 2, 0).double().numpy())]
+            gains[name].append(psnr[1] - psnr[0])
+    row = _row(calibration, low)
+    for name, values in gains.items():
+        assert float(row[f"{name} gain (dB)"]) == pytest.approx(np.mean(values), abs=2e-3), name
+    assert float(row["blurred gain (dB)"]) == pytest.approx((np.mean(gains["synthetic"]) + np.mean(gains["kernel"])) / 2, abs=2e-3)
+
+
+def test_the_chosen_ramp_is_the_highest_keeping_95_percent_of_the_best_gain(photo_folder, one_torch_thread) -> None:
+    calibration = calibrate.calibrate_deblur_ramp(Sharpens(), _photos(photo_folder), seed=0, device="cpu")
+    gains = [float(row["blurred gain (dB)"]) for row in calibration.table]
+    best = max(max(gains), calibration.always_gain)
+    assert best > 0.1  # the unsharp mask does help on these blurred photos, so the rule has something to keep
+    chosen = calibrate.RAMP_LOWS.index(calibration.ramp[0])
+    assert calibration.ramp == (calibrate.RAMP_LOWS[chosen], 2 * calibrate.RAMP_LOWS[chosen])
+    assert gains[chosen] >= calibrate.KEEP * best - 1e-3
+    assert all(gain < calibrate.KEEP * best + 1e-3 for gain in gains[chosen + 1 :])
+    assert "synthetic gain (dB)" in calibration.table[0] and "kernel gain (dB)" not in calibration.table[0]  # no kernels
+
+
+def test_when_no_ramp_keeps_enough_the_lowest_is_chosen(photo_folder, monkeypatch) -> None:
+    """A grid starting far above the stand-in's measure gates it off everywhere: keeping it all is best, and the
+    ramp nearest to that is the grid's lowest."""
+    monkeypatch.setattr(calibrate, "RAMP_LOWS", (5.0, 10.0))
+    calibration = calibrate.calibrate_deblur_ramp(Sharpens(), _photos(photo_folder)[:2], device="cpu")
+    assert calibration.always_gain > 0 and all(float(row["blurred gain (dB)"]) == 0 for row in calibration.table)
+    assert calibration.ramp == (5.0, 10.0)
+
+
+def test_a_unet_that_changes_nothing_is_gated_off_as_far_as_the_grid_goes(photo_folder) -> None:
+    calibration = calibrate.calibrate_deblur_ramp(nn.Identity(), _photos(photo_folder)[:2], device="cpu")
+    assert calibration.ramp == (calibrate.RAMP_LOWS[-1], 2 * calibrate.RAMP_LOWS[-1])
+    assert all(float(row["blurred gain (dB)"]) == 0 and row["sharp photos touched"] == "0 of 2" for row in calibration.table)
+    with pytest.raises(ValueError, match="no photos"):
+        calibrate.calibrate_deblur_ramp(nn.Identity(), [])
+
+
+def test_the_command_records_the_ramp_the_restorer_then_uses(photo_folder, tmp_path, capsys) -> None:
+    unet = build_model("unet", base_channels=4, depth=2)
+    export_weights(unet, tmp_path / "unet.pt", history={"val_psnr": [25.0]})
+    out = tmp_path / "calibrated" / "unet.pt"
+    assert cli_main(["calibrate-deblur", str(tmp_path / "unet.pt"), "--photos", str(photo_folder), "--limit", "2",
+                     "--device", "cpu", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    ramp = pipeline.deblur_ramp_for(out)
+    assert f"chosen ramp ({ramp[0]:.3f}, {ramp[1]:.3f})" in printed and "on 2 photos" in printed
+    assert ramp[0] in calibrate.RAMP_LOWS and ramp[1] == 2 * ramp[0]
+    stored, original = load_checkpoint(out), load_checkpoint(tmp_path / "unet.pt")
+    assert stored["history"] == original["history"] and stored["arch"] == original["arch"]
+    assert all(torch.equal(stored["model"][key], original["model"][key]) for key in original["model"])
+
+
+def test_bad_input_is_refused_in_one_line_and_nothing_is_written(photo_folder, tmp_path, capsys) -> None:
+    edsr = tmp_path / "edsr.pt"
+    export_weights(build_model("edsr", num_blocks=1, channels=8), edsr)
+    with pytest.raises(ValueError, match="holds a 'edsr' network, not a UNet"):
+        calibrate.record_deblur_ramp(edsr, (0.1, 0.2), tmp_path / "out.pt")
+    unet = tmp_path / "unet.pt"
+    export_weights(build_model("unet", base_channels=4, depth=2), unet)
+    with pytest.raises(ValueError, match="expected 0 <= low < high"):
+        calibrate.record_deblur_ramp(unet, (0.2, 0.1), tmp_path / "out.pt")
+    assert cli_main(["calibrate-deblur", str(unet), "--photos", str(tmp_path / "missing"), "-o", str(tmp_path / "out.pt")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "missing: folder not found" in error
+    assert not (tmp_path / "out.pt").exists()
