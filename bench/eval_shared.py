@@ -17,6 +17,7 @@ Markdown, to ``--out``:
   DeepDeblur's published output, for a look by eye.
 
     python -m bench.eval_shared [--root ../shared/data/eval] [--weights weights] [--out outputs/eval_shared]
+                                [--only denoise,sr,cascade,kernels,clean,real] [--self-ensemble unet]
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", default="15,25,50", help="denoise: comma-separated noise levels (0-255 scale)")
     parser.add_argument("--kernels", type=Path, default=DEFAULT_KERNELS, help="real blur kernels (.npz) for the kernel row")
     parser.add_argument("--only", default="denoise,sr,cascade,kernels,clean,real", help="comma-separated subset")
+    parser.add_argument("--self-ensemble", default="", metavar="STAGES",
+                        help="cascade rows: networks run as a self-ensemble of 8 flips and transposes (e.g. unet)")
     args = parser.parse_args(argv)
+    ensemble = {"self_ensemble": [stage for stage in args.self_ensemble.split(",") if stage]}
     args.out.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(","))
     report = []
@@ -88,25 +92,25 @@ def main(argv: list[str] | None = None) -> int:
             evaluation = evaluate_super_resolution(edsr, mcmaster, scale=2, y_channel=True, crop_border=2, downscale_method=method)
             section(f"EDSR x2, McMaster, {method} downscaling, Y channel, border 2", evaluation.table)
     if "cascade" in only:
-        restorer = Restorer.from_weights(args.weights)
+        restorer = Restorer.from_weights(args.weights, **ensemble)
         evaluation = evaluate_cascade(restorer, _degraded_pairs(_images(args.root / "McMaster"), _synthetic_blur), y_channel=True)
         section("Cascade, McMaster with synthetic GOPRO-style blur, 2x (250x250 -> 500x500)", evaluation.table)
     if "kernels" in only:
         kernels = load_blur_kernels(args.kernels)
         pairs = _degraded_pairs(_images(args.root / "McMaster"), lambda image, i: kernel_blur(image, kernels[i % len(kernels)]))
-        evaluation = evaluate_cascade(Restorer.from_weights(args.weights), pairs, y_channel=True)
+        evaluation = evaluate_cascade(Restorer.from_weights(args.weights, **ensemble), pairs, y_channel=True)
         section("Cascade, McMaster blurred with the 8 real kernels of Levin et al., 2x (250x250 -> 500x500)", evaluation.table)
     if "clean" in only:
         pairs = _degraded_pairs(_images(args.root / "McMaster"), None)
-        full = evaluate_cascade(Restorer.from_weights(args.weights, stages=("dncnn", "unet", "edsr")), pairs, y_channel=True)
-        alone = evaluate_cascade(Restorer.from_weights(args.weights, stages=("edsr",)), pairs, y_channel=True)
+        full = evaluate_cascade(Restorer.from_weights(args.weights, stages=("dncnn", "unet", "edsr"), **ensemble), pairs, y_channel=True)
+        alone = evaluate_cascade(Restorer.from_weights(args.weights, stages=("edsr",), **ensemble), pairs, y_channel=True)
         section("Cascade without unsharp, clean McMaster (no blur, no noise), 2x", full.table)
         edsr_alone, edsr_after = (next(row["psnr"] for row in e.table if row["method"] == "+ EDSR") for e in (alone, full))
         line = f"DnCNN + UNet cost on clean photos: {edsr_alone - edsr_after:+.3f} dB RGB (EDSR alone {edsr_alone:.2f} dB)"
         print(line, flush=True)
         report.append(line + "\n")
     if "real" in only:
-        restorer = Restorer.from_weights(args.weights)
+        restorer = Restorer.from_weights(args.weights, **ensemble)
         rows, titles = [], []
         for name, frame in list(_images(args.root / "gopro_real_blurry").items())[:4]:
             small = uint8_image(downscale(float_image(frame), 2))

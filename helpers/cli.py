@@ -216,6 +216,9 @@ def _add_restore_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--deblur", choices=["auto", "always"], default="auto",
                         help="auto (default): the UNet's correction kept only as far as each image asks for it (its size "
                              "against the image's own edges), so sharp photos are not oversharpened; always: all of it")
+    parser.add_argument("--self-ensemble", type=_stage_list, default=[], metavar="STAGES",
+                        help="comma-separated networks (e.g. unet or unet,edsr) run on the 8 flips and transposes of "
+                             "their input, averaged: better results for 8x those stages' time (default: none)")
     parser.add_argument("--max-pixels", type=_max_pixels, default=None,
                         help="refuse images and video frames of more pixels, from their header, before decoding "
                              "(default 67,108,864 = 8192x8192: 8K frames and 61 MP photos pass); the README says "

@@ -65,7 +65,7 @@ from .models import UNet, UnsharpMask
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "DENOISE_RAMP", "DEBLUR_RAMP", "Restorer",
-    "denoise_weights", "deblur_measure", "deblur_weights", "deblur_ramp_for", "checked_ramp",
+    "denoise_weights", "deblur_measure", "deblur_weights", "deblur_ramp_for", "checked_ramp", "dihedral_average",
 ]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -113,6 +113,19 @@ def deblur_weights(
     """Share of the UNet's correction each frame keeps: 0 below ``ramp[0]`` of ``deblur_measure``, 1 above ``ramp[1]``; (N,)."""
     low, high = ramp
     return ((deblur_measure(before, after) - low) / (high - low)).clamp(0, 1)
+
+
+def dihedral_average(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Self-ensemble (Lim et al., EDSR+, 2017): the float32 mean of ``model`` over the 8 flips and transposes of
+    ``images``, each output mapped back. A network is not exactly equivariant to them; averaging its 8 answers
+    cancels part of its error. Hand-written: six lines that torchvision and kornia do not offer as one call."""
+    total = torch.zeros((), device=images.device)
+    for transpose in (False, True):
+        view = images.transpose(-2, -1) if transpose else images
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            output = model(view.flip(dims)).float().flip(dims)
+            total = total + (output.transpose(-2, -1) if transpose else output)
+    return total / 8
 
 
 def deblur_ramp_for(unet_weights: Path) -> tuple[float, float]:
@@ -208,6 +221,8 @@ class Restorer:
             'always' keeps all of it.
         deblur_ramp: (low, high) of that weighting; default ``DEBLUR_RAMP`` (``from_weights``: the one the UNet's
             file records, if any).
+        self_ensemble: network stages run on the 8 flips and transposes of their input, the outputs mapped back
+            and averaged (``dihedral_average``): better results for 8x that stage's time.
     """
 
     def __init__(
@@ -226,8 +241,13 @@ class Restorer:
         denoise: str = "auto",
         deblur: str = "auto",
         deblur_ramp: tuple[float, float] = DEBLUR_RAMP,
+        self_ensemble: Sequence[str] = (),
     ) -> None:
         self.stages = _canonical_stages(stages)
+        unknown = [stage for stage in self_ensemble if stage not in NETWORK_STAGES]
+        if unknown:
+            raise ValueError(f"self_ensemble: expected stages among {', '.join(NETWORK_STAGES)}, received {', '.join(unknown)}")
+        self.self_ensemble = frozenset(self_ensemble)
         if "edsr" in self.stages and scale == 1:
             raise ValueError("scale 1 enhances in place: drop the 'edsr' stage or ask for scale 2")
         if "edsr" not in self.stages and scale != 1:
@@ -490,7 +510,8 @@ class Restorer:
                 if stage == "dncnn" and weights is not None and not bool(weights.any()):
                     images = images.float()  # no frame is noisy enough: the stage passes its input on
                 else:
-                    result = self.models[stage](images).float()
+                    model = self.models[stage]
+                    result = dihedral_average(model, images) if stage in self.self_ensemble else model(images).float()
                     if stage == "dncnn" and weights is not None and not bool((weights == 1).all()):
                         result = torch.lerp(images.float(), result, weights.to(result.device).view(-1, 1, 1, 1))
                     images = result

@@ -193,7 +193,7 @@ def restore_command(args: argparse.Namespace) -> int:
     try:
         restorer = Restorer.from_weights(
             args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32,
-            denoise=args.denoise, deblur=args.deblur,
+            denoise=args.denoise, deblur=args.deblur, self_ensemble=args.self_ensemble,
         )
     except (OSError, ValueError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)

@@ -479,3 +479,38 @@ def test_a_bad_deblur_ramp_is_refused_naming_where_it_came_from(networks, tmp_pa
     export_weights(networks["unet"], folder / "unet.pt", deblur_ramp=ramp)
     with pytest.raises(ValueError, match=r"unet\.pt: deblur_ramp: expected"):
         Restorer.from_weights(folder, device="cpu")
+
+
+def _dihedral_reference(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The 8 symmetries of the square as rotations by 0-270 degrees, with and without a left-right mirror."""
+    outputs = []
+    for mirror in (False, True):
+        mirrored = images.flip(-1) if mirror else images
+        for turns in range(4):
+            output = torch.rot90(model(torch.rot90(mirrored, turns, (-2, -1))), -turns, (-2, -1))
+            outputs.append(output.flip(-1) if mirror else output)
+    return torch.stack(outputs).mean(dim=0)
+
+
+def test_self_ensemble_averages_the_network_over_the_8_symmetries_of_the_square(networks) -> None:
+    torch.manual_seed(0)
+    lopsided = nn.Conv2d(3, 3, (3, 5), padding=(1, 2)).eval()  # no symmetry at all
+    images = torch.rand(2, 3, 12, 20)
+    with torch.no_grad():
+        averaged = pipeline.dihedral_average(lopsided, images)
+        torch.testing.assert_close(averaged, _dihedral_reference(lopsided, images), atol=1e-6, rtol=0)
+        assert not torch.allclose(averaged, lopsided(images), atol=1e-3)
+        pointwise = nn.Conv2d(3, 3, 1).eval()  # equivariant: the average is the network itself
+        torch.testing.assert_close(pipeline.dihedral_average(pointwise, images), pointwise(images), atol=1e-6, rtol=0)
+
+
+def test_the_restorer_runs_the_stages_asked_as_a_self_ensemble(networks) -> None:
+    images = image_to_tensor(photo(40, 56))
+    options = {"stages": ("unet",), "scale": 1, "device": "cpu", "fp32": True, "deblur": "always"}
+    with torch.no_grad():
+        expected = _dihedral_reference(networks["unet"], images).clamp(0, 1)
+    torch.testing.assert_close(Restorer(networks, self_ensemble=["unet"], **options).restore_tensor(images), expected,
+                               atol=1e-5, rtol=0)
+    assert not torch.allclose(Restorer(networks, **options).restore_tensor(images), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="self_ensemble: expected stages among dncnn, unet, edsr, received unsharp"):
+        Restorer(networks, device="cpu", self_ensemble=["unsharp"])

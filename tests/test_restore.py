@@ -202,6 +202,17 @@ def test_scale_and_stage_options(restore, weights_dir, tmp_path, capsys):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_self_ensemble_option(restore, weights_dir, tmp_path, capsys):
+    source = write_image(tmp_path / "in.png", photo(40, 56))
+    assert restore(source, "-o", tmp_path / "out.png", "--self-ensemble", "unet,edsr") == 0
+    expected = Restorer.from_weights(weights_dir, device="cpu", fp32=True, self_ensemble=("unet", "edsr")).restore(photo(40, 56))
+    assert np.array_equal(read_image(tmp_path / "out.png"), expected)
+    with pytest.raises(SystemExit) as exit_info:
+        restore(source, "-o", tmp_path / "bad.png", "--self-ensemble", "unet,unsharp")
+    assert exit_info.value.code == 2 and "expected stages among dncnn, unet, edsr" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_tiled_cli_output_matches_untiled(restore, tmp_path):
     source = write_image(tmp_path / "in.png", photo(72, 100, "astronaut"))
     assert restore(source, "-o", tmp_path / "whole.png") == 0
