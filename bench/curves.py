@@ -42,6 +42,7 @@ def run_row(name: str, trend: Trend, seconds_per_step: float) -> dict:
         "s/step": f"{seconds_per_step:.2f}",
         "PSNR (last)": trend.values[-1],
         "slope (dB / 10x steps) [95%]": f"{trend.slope:+.3f} [{low:+.3f}, {high:+.3f}]",
+        "fit now": trend.at(last),
         "fit at 10x steps": trend.at(10 * last),
         "fit at 100x steps": trend.at(100 * last),
         "hours for 10x": _hours(9 * last, seconds_per_step),
