@@ -5,10 +5,10 @@ correction's size over the frame's detail), through a ramp (low, high). How much
 frames that are already sharp is its own, so each UNet needs its own ramp. This measures it: every
 photo (its centre square, up to 500 px, area-downscaled 2x like a 640x360 frame from a larger sensor)
 goes through the UNet sharp, with a synthetic camera-shake trajectory and, given kernels, with a real
-kernel. For each ramp (low, 2 x low) of a geometric grid it scores the mean PSNR gain of the gated output
-over the input on the blurred versions, and how much of the correction the sharp ones keep. The chosen
-ramp is the highest whose gain is at least ``KEEP`` of the best one (all of the correction included):
-as much protection for sharp frames as costs at most 5% of the deblurring on these photos.
+kernel. For each ramp (low, 2 x low) of a geometric grid it scores how much of the correction the sharp
+versions keep on average, and the mean PSNR gain of the gated output over the input on the blurred ones.
+The chosen ramp is the lowest at which the sharp photos keep at most ``SHARP_SHARE`` (1%) of the correction:
+sharp frames are left alone, and as much of the deblurring as that allows is kept for mildly blurred ones.
 ``python -m helpers calibrate-deblur`` writes it into the UNet's weights file (``deblur_ramp``).
 """
 
@@ -35,7 +35,7 @@ from .io import float_image, image_to_tensor, list_images, read_image, uint8_ima
 from .metrics import psnr
 from .pipeline import checked_ramp, deblur_measure
 
-KEEP = 0.95
+SHARP_SHARE = 0.01  # the most of the correction the sharp photos may keep, on average
 RAMP_LOWS = tuple(float(low) for low in 0.01 * 2 ** (np.arange(13) / 2))  # 0.01 ... 0.64, steps of sqrt(2)
 CROP = 500
 BLUR_EXTENT = 0.025  # synthetic trajectories span up to 2.5% of the crop's side, as the data's GOPRO-style blur
@@ -100,11 +100,10 @@ def calibrate_deblur_ramp(
         row["sharp photos: mean share"] = f"{float(sharp_share[:, position].mean()):.3f}"
         row["sharp photos touched"] = f"{int((sharp_share[:, position] > 0).sum())} of {len(photos)}"
         table.append(row)
-    best = float(blurred.max())  # all of the correction included
-    if best > 0:  # none of the grid keeping enough: its lowest ramp, the nearest to keeping it all
-        chosen = max((position for position in range(len(RAMP_LOWS)) if float(blurred[position]) >= KEEP * best), default=0)
-    else:  # the UNet does not help on these photos: keep as little of it as the grid allows
-        chosen = len(RAMP_LOWS) - 1
+    sharp_means = sharp_share.mean(dim=0)
+    # The lowest ramp that leaves sharp photos alone; none does (the UNet sharpens them past every ramp): the top.
+    chosen = next((position for position in range(len(RAMP_LOWS)) if float(sharp_means[position]) <= SHARP_SHARE),
+                  len(RAMP_LOWS) - 1)
     low = RAMP_LOWS[chosen]
     return Calibration((low, 2 * low), float(blurred[-1]), table)
 
@@ -137,8 +136,10 @@ def calibrate_command(args: argparse.Namespace) -> int:
         calibration = calibrate_deblur_ramp(load_model(args.unet, expected_name="unet"), photos, kernels, args.seed, args.device)
         print(format_table(calibration.table))
         low, high = calibration.ramp
-        print(f"all of the correction: blurred gain {calibration.always_gain:+.3f} dB; chosen ramp ({low:.3f}, {high:.3f}): "
-              f"the highest keeping {KEEP:.0%} of the best gain, on {len(photos)} photos")
+        chosen = next(row for row in calibration.table if row["ramp"] == f"({low:.3f}, {high:.3f})")
+        print(f"chosen ramp ({low:.3f}, {high:.3f}): the lowest at which the sharp photos keep at most {SHARP_SHARE:.0%} of "
+              f"the correction (they keep {chosen['sharp photos: mean share']}); blurred gain there "
+              f"{chosen['blurred gain (dB)']} dB, with all of the correction {calibration.always_gain:+.3f} dB; {len(photos)} photos")
         if args.output:
             print(f"wrote {record_deblur_ramp(args.unet, calibration.ramp, args.output)} with deblur_ramp ({low:.3f}, {high:.3f})")
     except (OSError, ValueError) as error:

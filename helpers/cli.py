@@ -303,9 +303,9 @@ def _add_calibrate_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "calibrate-deblur", help="measure where a UNet's deblur gate should start, on your sharp photos, and record it",
         description="Runs the UNet on each photo sharp and blurred (synthetic camera shake; real kernels with "
-        "--kernels) and picks the gate's ramp: the highest that keeps 95%% of the deblurring gain, so that sharp "
-        "frames keep as little of the correction as possible (helpers.calibrate). Use photos like your frames, "
-        "not your evaluation images.",
+        "--kernels) and picks the gate's ramp: the lowest at which the sharp photos keep at most 1%% of the "
+        "correction, so that sharp frames are left alone and mildly blurred ones keep as much deblurring as that "
+        "allows (helpers.calibrate). Use photos like your frames, not your evaluation images.",
     )
     parser.add_argument("unet", type=Path, help="UNet weights (exported or a training checkpoint)")
     parser.add_argument("--photos", type=Path, nargs="+", required=True, help="folders of sharp photos")
