@@ -25,11 +25,10 @@ frame.
 Adaptive deblurring: the UNet's correction is kept only as far as a frame asks for it. On the whole frame
 (tiled runs first run DnCNN and the UNet over all tiles, then EDSR and the unsharp mask), its size is
 measured against the frame's own detail: mean |UNet(x) - x| over the mean gradient magnitude of x
-(``deblur_weights``). Blurred training photos read 0.006-1.0 (median 0.11 with synthetic shake, 0.36 with
-the real kernels), clean ones 0-0.2 (median 0.008), for the bundled UNet: the correction is weighted by a ramp,
-none below its start, all of it above its top. How much a network sharpens sharp frames is its own, so the
-ramp comes with the UNet's weights file (``deblur_ramp_for``; ``DEBLUR_RAMP`` when it records none).
-``deblur="always"`` keeps all of the correction everywhere.
+(``deblur_measure``), and the correction is weighted by a ramp, none below its start, all of it above its top
+(``deblur_weights``). How much a network sharpens sharp frames is its own, so the ramp comes with the UNet's
+weights file (``deblur_ramp_for``; ``DEBLUR_RAMP`` when it records none), measured for it on sharp photos by
+``helpers.calibrate``. ``deblur="always"`` keeps all of the correction everywhere.
 
 Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
 that compute it natively), float32 otherwise or with ``fp32=True``. A frame or tile whose

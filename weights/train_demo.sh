@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The recipe of the bundled demo weights v7: DnCNN, UNet and EDSR fine-tuned from the v4 weights (sample-set
+# The recipe of the bundled demo weights v8: DnCNN, UNet and EDSR fine-tuned from the v4 weights (sample-set
 # trained, see weights/README.md) on real photographs at their native resolution (`photos:` source: BSD432 +
 # Urban100 from ../shared/data/train, degraded on the fly; real Levin et al. camera-shake kernels beside
 # synthetic trajectories), on a 2-core CPU, one thread each, side by side (v5); then the UNet fine-tuned again
-# with half of its inputs left sharp (`sharp` mode) and EDSR's run continued with half of its inputs aliased (`v7`
-# mode); then each is exported as a float16 inference-only file weights/{dncnn,unet,edsr}.pt (EDSR: the average of
-# its two runs). From nothing: `bash weights/train_demo.sh && bash weights/train_demo.sh sharp && bash
-# weights/train_demo.sh v7 && bash weights/train_demo.sh export`.
+# with half of its inputs left sharp (`sharp` mode), EDSR's run continued with half of its inputs aliased (`v7`
+# mode) and the UNet fine-tuned once more on crisper photos (`crisp` mode, SHARP_FRACTION=0.3); then each is
+# exported as a float16 inference-only file weights/{dncnn,unet,edsr}.pt (EDSR: the average of its two runs) and
+# the UNet's deblur gate calibrated on training photos (`python -m helpers calibrate-deblur`). From nothing:
+# `bash weights/train_demo.sh && bash weights/train_demo.sh sharp && bash weights/train_demo.sh v7 &&
+# SHARP_FRACTION=0.3 bash weights/train_demo.sh crisp && bash weights/train_demo.sh export`.
 # State lives outside the work tree, in the cache folder ($IMAGE_REPAIR_CACHE, default
 # ~/.cache/image-repair-and-restoration)/demo_training_v5/<model>/ with logs in .../logs/<model>.log:
 # run the script again after an interruption and every run resumes from its last.pt; delete that folder to
@@ -17,6 +19,7 @@
 #        nohup bash weights/train_demo.sh sharp &     (the v5 UNet fine-tuned with more inputs left sharp)
 #        nohup bash weights/train_demo.sh train edsr &   (one stage's run only: any of dncnn unet edsr)
 #        nohup bash weights/train_demo.sh v7 &        (after v6: EDSR's run continued with more aliased inputs)
+#        SHARP_FRACTION=0.3 nohup bash weights/train_demo.sh crisp &   (after v7: the UNet on crisper photos)
 # The starting points are the v4 files, taken from git history (commit 60cb2c2) into $RUNS/v4_weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,12 +69,13 @@ if [ "${1:-train}" = crisp ]; then
     # After v7: the v7 UNet (the `sharp` run's best.pt) fine-tuned on crisper photos: shrunk by up to 4x (default
     # 2x) before cutting, so that sharp inputs look like frames downscaled from a larger sensor (GOPRO's 640x360,
     # McMaster's 250x250) while the blurs keep their pixel extents; SHARP_FRACTION (default 0.5) of inputs left
-    # sharp. One thread; state in .../demo_training_v5/unet_crisp_<fraction>.
+    # sharp (v8: 0.3). 17 epochs: where v8's run was stopped, its learning rate halved four times and validation
+    # flat since epoch 4 (its best). One thread; state in .../demo_training_v5/unet_crisp_<fraction>.
     SHARP=${SHARP_FRACTION:-0.5}
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE "$PY" -m helpers train unet --device cpu --early-stop 0 --seed 2 \
         --resume --val-patch 96 --val-items 32 --steps-per-epoch 50 --plateau-patience 2 \
         --kernels "$TRAIN/kernels/levin09.npz" --data "photos:$TRAIN/BSDS432=0.3,$TRAIN/Urban100=0.7" \
-        --out "$RUNS/unet_crisp_$SHARP" --init "$RUNS/unet_sharp_0.5/best.pt" --epochs "${UNET_EPOCHS:-60}" \
+        --out "$RUNS/unet_crisp_$SHARP" --init "$RUNS/unet_sharp_0.5/best.pt" --epochs "${UNET_EPOCHS:-17}" \
         --batch-size 4 --patch 112 --lr 1e-4 --min-scale 0.25 --kernel-fraction 0.5 --nonuniform-fraction 0.2 \
         --sharp-fraction "$SHARP" --colour-augment 0.2 >>"$LOGS/unet_crisp_$SHARP.log" 2>&1
     exit
@@ -126,14 +130,14 @@ from pathlib import Path
 from helpers.checkpoint import average_models, export_weights, load_checkpoint, load_model
 
 runs = Path(sys.argv[1])
-source = "demo v7: BSD432 + Urban100 photos, CPU (weights/README.md)"
-# v7: DnCNN from its v5 run, the UNet from the sharp-share fine-tune (`sharp` mode, SHARP_FRACTION=0.5) with the deblur
-# gate's ramp measured for it on training photos, EDSR the average of its run (a third of the inputs aliased) and that
-# run continued with half of them aliased (`v7` mode). Each run's best.pt: lowest loss on held-out photos.
-for name, run, extra in (("dncnn", "dncnn", {}), ("unet", "unet_sharp_0.5", {"deblur_ramp": (0.05, 0.10)})):
+source = "demo v8: BSD432 + Urban100 photos, CPU (weights/README.md)"
+# v8: DnCNN from its v5 run, the UNet from the crisp-photo fine-tune (`crisp` mode, SHARP_FRACTION=0.3; its deblur
+# gate's ramp is measured below), EDSR the average of its run (a third of the inputs aliased) and that run continued
+# with half of them aliased (`v7` mode). Each run's best.pt: lowest loss on held-out photos.
+for name, run in (("dncnn", "dncnn"), ("unet", "unet_crisp_0.3")):
     path = runs / run / "best.pt"
     history = load_checkpoint(path)["history"]
-    export_weights(load_model(path, expected_name=name), Path("weights") / f"{name}.pt", history=history, source=source, **extra)
+    export_weights(load_model(path, expected_name=name), Path("weights") / f"{name}.pt", history=history, source=source)
     print(f"weights/{name}.pt <- {path}: val PSNR {history['val_psnr'][-1]:.2f} dB after {len(history['val_psnr'])} epochs")
 soup = [runs / "edsr" / "best.pt", runs / "edsr_aliased" / "best.pt"]
 runs_named = " and ".join(str(path.relative_to(runs)) for path in soup)
@@ -141,3 +145,6 @@ export_weights(average_models(soup, expected_name="edsr"), Path("weights") / "ed
                history=load_checkpoint(soup[-1])["history"], source=f"{source}; the average of the runs {runs_named}")
 print(f"weights/edsr.pt <- the average of {runs_named} in {runs}")
 PYTHON
+# The UNet's deblur gate: the ramp measured for it on 60 training photos (sharp, synthetic shake, real kernels).
+"$PY" -m helpers calibrate-deblur weights/unet.pt --photos "$TRAIN/BSDS432" "$TRAIN/Urban100" \
+    --kernels "$TRAIN/kernels/levin09.npz" --limit 60 --device cpu -o weights/unet.pt
