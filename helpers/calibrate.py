@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +39,7 @@ from .pipeline import checked_ramp, deblur_measure
 SHARP_SHARE = 0.01  # the most of the correction the sharp photos may keep, on average
 RAMP_LOWS = tuple(float(low) for low in 0.01 * 2 ** (np.arange(13) / 2))  # 0.01 ... 0.64, steps of sqrt(2)
 CROP = 500
+MIN_SIDE = 64  # smaller photos are skipped: a 32x32 frame says little about how a UNet treats frames
 BLUR_EXTENT = 0.025  # synthetic trajectories span up to 2.5% of the crop's side, as the data's GOPRO-style blur
 
 
@@ -48,6 +50,7 @@ class Calibration:
     ramp: tuple[float, float]
     always_gain: float  # mean gain with all of the correction kept
     table: list[dict]
+    photos: int  # photos measured (unreadable and tiny ones are skipped)
 
 
 def _photo_views(image: np.ndarray, index: int, kernels: Sequence[np.ndarray], seed: int) -> dict[str, np.ndarray]:
@@ -76,8 +79,17 @@ def calibrate_deblur_ramp(
     unet = unet.to(target_device).eval()
     gains: dict[str, list[torch.Tensor]] = {}  # view -> per photo, PSNR gain at each ramp low (and "always" last)
     shares: list[torch.Tensor] = []
+    skipped: list[str] = []
     for index, path in enumerate(tqdm(photos, desc="calibrating", unit="photo")):
-        views = _photo_views(read_image(path), index, kernels, seed)
+        try:
+            image = read_image(path)
+        except (OSError, ValueError) as error:  # a bad photo is skipped and counted, as training sources do
+            skipped.append(str(error).splitlines()[0])
+            continue
+        if min(image.shape[:2]) < MIN_SIDE:
+            skipped.append(f"{path}: smaller than {MIN_SIDE}x{MIN_SIDE} pixels")
+            continue
+        views = _photo_views(image, index, kernels, seed)
         target = image_to_tensor(views["sharp"]).to(target_device)
         for name, view in views.items():
             before = image_to_tensor(view).to(target_device)
@@ -90,6 +102,10 @@ def calibrate_deblur_ramp(
                 continue
             outputs = [torch.lerp(before, after, level.view(-1, 1, 1, 1)) for level in levels] + [after]
             gains.setdefault(name, []).append(torch.stack([psnr(output, target) for output in outputs]).cpu() - psnr(before, target).cpu())
+    if skipped:
+        warnings.warn(f"calibration skipped {len(skipped)} of {len(photos)} photos (first: {skipped[0]})", stacklevel=2)
+    if not shares:
+        raise ValueError(f"calibrate_deblur_ramp: none of the {len(photos)} photos could be used (first: {skipped[0]})")
     per_view = {name: torch.stack(values).mean(dim=0) for name, values in gains.items()}
     blurred = torch.stack(list(per_view.values())).mean(dim=0)
     sharp_share = torch.stack(shares)
@@ -98,14 +114,14 @@ def calibrate_deblur_ramp(
         row = {"ramp": f"({low:.3f}, {2 * low:.3f})", "blurred gain (dB)": f"{float(blurred[position]):+.3f}"}
         row.update({f"{name} gain (dB)": f"{float(values[position]):+.3f}" for name, values in per_view.items()})
         row["sharp photos: mean share"] = f"{float(sharp_share[:, position].mean()):.3f}"
-        row["sharp photos touched"] = f"{int((sharp_share[:, position] > 0).sum())} of {len(photos)}"
+        row["sharp photos touched"] = f"{int((sharp_share[:, position] > 0).sum())} of {len(shares)}"
         table.append(row)
     sharp_means = sharp_share.mean(dim=0)
     # The lowest ramp that leaves sharp photos alone; none does (the UNet sharpens them past every ramp): the top.
     chosen = next((position for position in range(len(RAMP_LOWS)) if float(sharp_means[position]) <= SHARP_SHARE),
                   len(RAMP_LOWS) - 1)
     low = RAMP_LOWS[chosen]
-    return Calibration((low, 2 * low), float(blurred[-1]), table)
+    return Calibration((low, 2 * low), float(blurred[-1]), table, len(shares))
 
 
 def recorded_or_calibrated_ramp(unet_weights: str | Path, photos: Sequence[Path], **options) -> tuple[float, float]:
@@ -139,7 +155,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
         chosen = next(row for row in calibration.table if row["ramp"] == f"({low:.3f}, {high:.3f})")
         print(f"chosen ramp ({low:.3f}, {high:.3f}): the lowest at which the sharp photos keep at most {SHARP_SHARE:.0%} of "
               f"the correction (they keep {chosen['sharp photos: mean share']}); blurred gain there "
-              f"{chosen['blurred gain (dB)']} dB, with all of the correction {calibration.always_gain:+.3f} dB; {len(photos)} photos")
+              f"{chosen['blurred gain (dB)']} dB, with all of the correction {calibration.always_gain:+.3f} dB; "
+              f"{calibration.photos} photos")
         if args.output:
             print(f"wrote {record_deblur_ramp(args.unet, calibration.ramp, args.output)} with deblur_ramp ({low:.3f}, {high:.3f})")
     except (OSError, ValueError) as error:

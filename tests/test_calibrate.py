@@ -107,6 +107,17 @@ def test_the_command_records_the_ramp_the_restorer_then_uses(photo_folder, tmp_p
     assert all(torch.equal(stored["model"][key], original["model"][key]) for key in original["model"])
 
 
+def test_unreadable_and_tiny_photos_are_skipped_with_a_count(photo_folder, tmp_path) -> None:
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    write_image(tmp_path / "tiny.png", np.zeros((20, 30, 3), np.uint8))
+    photos = [tmp_path / "broken.png", *_photos(photo_folder)[:2], tmp_path / "tiny.png"]
+    with pytest.warns(UserWarning, match=r"skipped 2 of 4 photos \(first: .*broken.png: not a readable image"):
+        calibration = calibrate.calibrate_deblur_ramp(nn.Identity(), photos, device="cpu")
+    assert calibration.photos == 2 and calibration.table[0]["sharp photos touched"] == "0 of 2"
+    with pytest.raises(ValueError, match="none of the 2 photos could be used"), pytest.warns(UserWarning):
+        calibrate.calibrate_deblur_ramp(nn.Identity(), [tmp_path / "broken.png", tmp_path / "tiny.png"], device="cpu")
+
+
 def test_bad_input_is_refused_in_one_line_and_nothing_is_written(photo_folder, tmp_path, capsys) -> None:
     edsr = tmp_path / "edsr.pt"
     export_weights(build_model("edsr", num_blocks=1, channels=8), edsr)
