@@ -145,6 +145,8 @@ def record_deblur_ramp(unet_weights: str | Path, ramp: tuple[float, float], outp
 def calibrate_command(args: argparse.Namespace) -> int:
     """``python -m helpers calibrate-deblur``: print the table, write the ramp; exit 2 with one line when refused."""
     try:
+        if args.limit < 0:
+            raise ValueError(f"--limit: expected 0 (all photos) or more, received {args.limit}")
         photos = [path for folder in args.photos for path in list_images(folder)]
         if args.limit:
             photos = photos[:: max(1, math.ceil(len(photos) / args.limit))]

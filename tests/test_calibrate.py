@@ -130,4 +130,8 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(photo_folder, t
     assert cli_main(["calibrate-deblur", str(unet), "--photos", str(tmp_path / "missing"), "-o", str(tmp_path / "out.pt")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "missing: folder not found" in error
+    assert cli_main(["calibrate-deblur", str(unet), "--photos", str(photo_folder), "--limit", "-1", "-o", str(tmp_path / "out.pt")]) == 2
+    assert "--limit: expected 0 (all photos) or more, received -1" in capsys.readouterr().err
+    assert cli_main(["calibrate-deblur", str(edsr), "--photos", str(photo_folder), "-o", str(tmp_path / "out.pt")]) == 2
+    assert "expected 'unet'" in capsys.readouterr().err
     assert not (tmp_path / "out.pt").exists()
