@@ -34,7 +34,7 @@ from .evaluate import format_table
 from .inference import pick_device
 from .io import float_image, image_to_tensor, list_images, read_image, uint8_image
 from .metrics import psnr
-from .pipeline import checked_ramp, deblur_measure
+from .pipeline import checked_ramp, deblur_measure, recorded_deblur_ramp
 
 SHARP_SHARE = 0.01  # the most of the correction the sharp photos may keep, on average
 RAMP_LOWS = tuple(float(low) for low in 0.01 * 2 ** (np.arange(13) / 2))  # 0.01 ... 0.64, steps of sqrt(2)
@@ -127,10 +127,8 @@ def calibrate_deblur_ramp(
 def recorded_or_calibrated_ramp(unet_weights: str | Path, photos: Sequence[Path], **options) -> tuple[float, float]:
     """The deblur ramp ``unet_weights`` records, else one measured for it on ``photos`` (``calibrate_deblur_ramp``
     with ``options``): a UNet fresh from training has none yet, and the fallback was measured for another network."""
-    recorded = load_checkpoint(unet_weights).get("deblur_ramp")
-    if recorded is not None:
-        return checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
-    return calibrate_deblur_ramp(load_model(unet_weights, expected_name="unet"), photos, **options).ramp
+    return recorded_deblur_ramp(unet_weights) or calibrate_deblur_ramp(
+        load_model(unet_weights, expected_name="unet"), photos, **options).ramp
 
 
 def record_deblur_ramp(unet_weights: str | Path, ramp: tuple[float, float], output: str | Path) -> Path:

@@ -64,7 +64,8 @@ from .models import UNet, UnsharpMask
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "DENOISE_RAMP", "DEBLUR_RAMP", "Restorer",
-    "denoise_weights", "deblur_measure", "deblur_weights", "deblur_ramp_for", "checked_ramp", "dihedral_average",
+    "denoise_weights", "deblur_measure", "deblur_weights", "recorded_deblur_ramp", "deblur_ramp_for", "checked_ramp",
+    "dihedral_average",
 ]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -127,11 +128,16 @@ def dihedral_average(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return total / 8
 
 
-def deblur_ramp_for(unet_weights: Path) -> tuple[float, float]:
-    """The deblur gate's ramp a UNet weights file records (``export_weights(..., deblur_ramp=(low, high))``),
-    else ``DEBLUR_RAMP``."""
+def recorded_deblur_ramp(unet_weights: str | os.PathLike) -> tuple[float, float] | None:
+    """The deblur gate's ramp a UNet weights file records (``export_weights(..., deblur_ramp=(low, high))`` or
+    ``python -m helpers calibrate-deblur``), None when it records none."""
     recorded = load_checkpoint(unet_weights).get("deblur_ramp")
-    return DEBLUR_RAMP if recorded is None else checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
+    return None if recorded is None else checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
+
+
+def deblur_ramp_for(unet_weights: str | os.PathLike) -> tuple[float, float]:
+    """The deblur gate's ramp a UNet weights file records, else ``DEBLUR_RAMP``."""
+    return recorded_deblur_ramp(unet_weights) or DEBLUR_RAMP
 
 
 def checked_ramp(ramp: Sequence[float], name: str) -> tuple[float, float]:

@@ -107,6 +107,15 @@ def test_the_command_records_the_ramp_the_restorer_then_uses(photo_folder, tmp_p
     assert all(torch.equal(stored["model"][key], original["model"][key]) for key in original["model"])
 
 
+def test_a_recorded_ramp_is_used_and_a_missing_one_is_measured(photo_folder, tmp_path) -> None:
+    unet = build_model("unet", base_channels=4, depth=2)
+    export_weights(unet, tmp_path / "recorded.pt", deblur_ramp=(0.2, 0.3))
+    assert calibrate.recorded_or_calibrated_ramp(tmp_path / "recorded.pt", []) == (0.2, 0.3)  # no photos needed
+    export_weights(unet, tmp_path / "fresh.pt")
+    measured = calibrate.recorded_or_calibrated_ramp(tmp_path / "fresh.pt", _photos(photo_folder)[:1], device="cpu")
+    assert measured[0] in calibrate.RAMP_LOWS and measured[1] == 2 * measured[0]
+
+
 def test_unreadable_and_tiny_photos_are_skipped_with_a_count(photo_folder, tmp_path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     write_image(tmp_path / "tiny.png", np.zeros((20, 30, 3), np.uint8))
