@@ -34,7 +34,7 @@ from .evaluate import format_table
 from .inference import pick_device
 from .io import float_image, image_to_tensor, list_images, read_image, uint8_image
 from .metrics import psnr
-from .pipeline import checked_ramp, deblur_measure, recorded_deblur_ramp
+from .pipeline import checked_ramp, deblur_measure, ramp_weights, recorded_deblur_ramp
 
 SHARP_SHARE = 0.01  # the most of the correction the sharp photos may keep, on average
 RAMP_LOWS = tuple(float(low) for low in 0.01 * 2 ** (np.arange(13) / 2))  # 0.01 ... 0.64, steps of sqrt(2)
@@ -65,10 +65,6 @@ def _photo_views(image: np.ndarray, index: int, kernels: Sequence[np.ndarray], s
     return {name: uint8_image(downscale(view, 2)) for name, view in views.items()}
 
 
-def _share(measure: torch.Tensor, low: float) -> torch.Tensor:
-    return ((measure - low) / low).clamp(0, 1)  # the ramp (low, 2 x low)
-
-
 def calibrate_deblur_ramp(
     unet: nn.Module, photos: Sequence[Path], kernels: Sequence[np.ndarray] = (), seed: int = 0, device: str = "auto"
 ) -> Calibration:
@@ -96,7 +92,7 @@ def calibrate_deblur_ramp(
             with torch.inference_mode():
                 after = unet(before).clamp(0, 1)
             measure = deblur_measure(before, after)
-            levels = [_share(measure, low) for low in RAMP_LOWS]
+            levels = [ramp_weights(measure, (low, 2 * low)) for low in RAMP_LOWS]
             if name == "sharp":
                 shares.append(torch.cat(levels).cpu())
                 continue

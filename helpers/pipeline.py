@@ -64,7 +64,7 @@ from .models import UNet, UnsharpMask
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "DENOISE_RAMP", "DEBLUR_RAMP", "Restorer",
-    "denoise_weights", "deblur_measure", "deblur_weights", "recorded_deblur_ramp", "deblur_ramp_for", "checked_ramp",
+    "ramp_weights", "denoise_weights", "deblur_measure", "deblur_weights", "recorded_deblur_ramp", "deblur_ramp_for", "checked_ramp",
     "dihedral_average",
 ]
 
@@ -84,6 +84,12 @@ DENOISE_RAMP = (4.0, 6.0)
 DEBLUR_RAMP = (0.05, 0.10)
 
 
+def ramp_weights(values: torch.Tensor, ramp: tuple[float, float]) -> torch.Tensor:
+    """0 where ``values`` are below ``ramp[0]``, 1 above ``ramp[1]``, linear between: how both gates weigh a stage."""
+    low, high = ramp
+    return ((values - low) / (high - low)).clamp(0, 1)
+
+
 def denoise_weights(
     images: torch.Tensor, ramp: tuple[float, float] = DENOISE_RAMP, device: torch.device | str | None = None
 ) -> torch.Tensor:
@@ -91,8 +97,7 @@ def denoise_weights(
 
     The noise is estimated on ``device`` (default: the images').
     """
-    low, high = ramp
-    return ((noise_sigma(images, device) * 255 - low) / (high - low)).clamp(0, 1)
+    return ramp_weights(noise_sigma(images, device) * 255, ramp)
 
 
 def deblur_measure(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
@@ -111,8 +116,7 @@ def deblur_weights(
     before: torch.Tensor, after: torch.Tensor, ramp: tuple[float, float] = DEBLUR_RAMP
 ) -> torch.Tensor:
     """Share of the UNet's correction each frame keeps: 0 below ``ramp[0]`` of ``deblur_measure``, 1 above ``ramp[1]``; (N,)."""
-    low, high = ramp
-    return ((deblur_measure(before, after) - low) / (high - low)).clamp(0, 1)
+    return ramp_weights(deblur_measure(before, after), ramp)
 
 
 def dihedral_average(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
