@@ -7,15 +7,15 @@
 # mode) and the UNet fine-tuned once more on crisper photos (`crisp` mode, SHARP_FRACTION=0.3); then each is
 # exported as a float16 inference-only file weights/{dncnn,unet,edsr}.pt (EDSR: the average of its two runs) and
 # the UNet's deblur gate calibrated on training photos (`python -m helpers calibrate-deblur`). From nothing:
-# `bash weights/train_demo.sh && bash weights/train_demo.sh sharp && bash weights/train_demo.sh v7 &&
-# SHARP_FRACTION=0.3 bash weights/train_demo.sh crisp && bash weights/train_demo.sh export`.
+# `nohup bash weights/train_demo.sh all &` (the three runs, then `sharp`, `v7` and `crisp`, then the export).
 # State lives outside the work tree, in the cache folder ($IMAGE_REPAIR_CACHE, default
 # ~/.cache/image-repair-and-restoration)/demo_training_v5/<model>/ with logs in .../logs/<model>.log:
 # run the script again after an interruption and every run resumes from its last.pt; delete that folder to
 # restart from nothing.
-# Usage: nohup bash weights/train_demo.sh &        bash weights/train_demo.sh export   (export only)
+# Usage: nohup bash weights/train_demo.sh all &    (v8 from nothing, every step in order; run it again to resume)
+#        nohup bash weights/train_demo.sh &        bash weights/train_demo.sh export   (export only)
 #        nohup bash weights/train_demo.sh cascade &   (tried, not shipped: the v5 files fine-tuned as one cascade,
-#        weights/README.md; state in .../demo_training_v5/cascade, exported to .../cascade/weights)
+#        weights/CHANGELOG.md; state in .../demo_training_v5/cascade, exported to .../cascade/weights)
 #        nohup bash weights/train_demo.sh sharp &     (the v5 UNet fine-tuned with more inputs left sharp)
 #        nohup bash weights/train_demo.sh train edsr &   (one stage's run only: any of dncnn unet edsr)
 #        nohup bash weights/train_demo.sh v7 &        (after v6: EDSR's run continued with more aliased inputs)
@@ -121,6 +121,12 @@ if [ "${1:-train}" != export ]; then
         --init "$V4/edsr.pt" --epochs "${EDSR_EPOCHS:-40}" --batch-size 6 --patch 48 --lr 2e-4 \
         --downscale-kernels area,bicubic,opencv-bicubic >>"$LOGS/edsr.log" 2>&1 &
     wait
+fi
+if [ "${1:-train}" = all ]; then
+    # v8 from nothing: after the three runs above, each fine-tune from the run before it (every step resumes).
+    SHARP_FRACTION=0.5 bash weights/train_demo.sh sharp
+    bash weights/train_demo.sh v7
+    SHARP_FRACTION=0.3 bash weights/train_demo.sh crisp
 fi
 
 "$PY" - "$RUNS" <<'PYTHON'
