@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from helpers import data
+from helpers.data import deblur, generated_sets
 from helpers.data import (
     DeblurDataset,
     DenoiseDataset,
@@ -28,8 +29,8 @@ from helpers.data import (
     resolve_source,
     split_by_sequence,
 )
-from helpers.degrade import resize
-from helpers.io import read_image, write_image
+from helpers.degrade import downscale_with, quantize, resize
+from helpers.io import list_images, read_image, write_image
 from conftest import make_gopro_tree
 
 
@@ -175,7 +176,7 @@ def test_sample_set_builds_offline_once_and_rebuilds_if_incomplete(
 
     marker = root / ".complete"
     stamp = marker.stat().st_mtime_ns
-    monkeypatch.setattr(data, "_write_sequence", lambda *a: pytest.fail("rebuilt a complete sample set"))
+    monkeypatch.setattr(generated_sets, "_write_sequence", lambda *a: pytest.fail("rebuilt a complete sample set"))
     assert build_sample_set(tmp_path) == root and marker.stat().st_mtime_ns == stamp
     monkeypatch.undo()
 
@@ -431,7 +432,7 @@ def test_synthetic_blur_extents_range_from_slight_to_gopro_strong(gopro_root: Pa
         extents.append(max_shift)
         return image
 
-    monkeypatch.setattr(data, "motion_blur", record)
+    monkeypatch.setattr(deblur, "motion_blur", record)
     dataset = DeblurDataset(GoproPairs(gopro_root, "train"), patch_size=32, synthetic_blur=1.0, samples_per_frame=20)
     for index in range(len(dataset)):
         dataset[index]
@@ -473,10 +474,10 @@ def test_photo_folders_parse_shares_and_refuse_bad_ones(tmp_path: Path) -> None:
 
 def test_photo_split_holds_out_whole_photos_by_seed(tmp_path: Path) -> None:
     folder = write_photos(tmp_path / "photos", 20)
-    train, val = data.split_photos(data.list_images(folder), 0.1, seed=3)
+    train, val = data.split_photos(list_images(folder), 0.1, seed=3)
     assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 20
-    assert data.split_photos(data.list_images(folder), 0.1, seed=3) == (train, val)
-    assert data.split_photos(data.list_images(folder), 0.1, seed=4)[1] != val
+    assert data.split_photos(list_images(folder), 0.1, seed=3) == (train, val)
+    assert data.split_photos(list_images(folder), 0.1, seed=4)[1] != val
 
 
 def test_photo_patches_are_native_resolution_crops(tmp_path: Path) -> None:
@@ -490,14 +491,14 @@ def test_photo_patches_are_native_resolution_crops(tmp_path: Path) -> None:
         target = np.rint(high.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         found = [cv2_match(photo, target) for photo in originals]
         assert any(found), f"item {index} is not an exact crop of any photo"
-        expected_low = data.quantize(data.downscale_with(high.permute(1, 2, 0).numpy(), 2, "area"))
+        expected_low = quantize(downscale_with(high.permute(1, 2, 0).numpy(), 2, "area"))
         assert torch.allclose(low, torch.from_numpy(expected_low).permute(2, 0, 1), atol=1e-6)
 
 
 def test_a_downscale_kernel_named_twice_is_drawn_twice_as_often() -> None:
     degradations = data.PhotoDegradations(downscale_kernels=("area", "opencv-bicubic", "opencv-bicubic"))
     image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
-    aliased = data.downscale_with(image, 2, "opencv-bicubic")
+    aliased = downscale_with(image, 2, "opencv-bicubic")
     rng = np.random.default_rng(1)
     share = np.mean([np.array_equal(degradations.downscale(image, rng), aliased) for _ in range(600)])
     assert 0.6 < share < 0.73  # 2/3 expected; 600 draws: standard deviation 0.019
@@ -585,7 +586,7 @@ def test_cascade_items_are_degraded_in_the_cascades_order(tmp_path: Path) -> Non
         noisy, targets = dataset[index]  # the targets as helpers.cascade's loss takes them
         sharp, blurry_low, sharp_low = targets["final"], targets["blurry_lr"], targets["sharp_lr"]
         assert noisy.shape == blurry_low.shape == sharp_low.shape == (3, 20, 20) and sharp.shape == (3, 40, 40)
-        expected_sharp_low = data.downscale_with(sharp.permute(1, 2, 0).numpy(), 2, "bicubic")
+        expected_sharp_low = downscale_with(sharp.permute(1, 2, 0).numpy(), 2, "bicubic")
         assert torch.allclose(sharp_low, torch.from_numpy(expected_sharp_low).permute(2, 0, 1), atol=1e-6)
         assert (noisy - blurry_low).std().item() * 255 == pytest.approx(15.0, rel=0.25)
         detail = [image.diff(dim=-1).abs().mean() + image.diff(dim=-2).abs().mean() for image in (blurry_low, sharp_low)]
