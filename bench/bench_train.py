@@ -1,6 +1,6 @@
 """Training speed on the CPU: optimiser steps per second of each default-size network, per precision and layout.
 
-One training step is what ``helpers.train`` does: forward (optionally under bfloat16 autocast),
+One training step is what ``helpers.training`` does: forward (optionally under bfloat16 autocast),
 the stage's default loss on float32 predictions, backward, Adam step. Configurations: float32 vs
 bfloat16 autocast, default (NCHW) vs channels-last layout. Rounds are interleaved (every
 configuration once per round) so all of them see the same machine load; the median over rounds
@@ -28,7 +28,7 @@ from helpers.inference import cpu_has_native_bfloat16
 from helpers.io import atomic_path
 from helpers.losses import build_loss
 from helpers.models import build_model
-from helpers.train import STAGE_DEFAULTS
+from helpers.recipes import STAGE_DEFAULTS
 
 OUTPUT_PATH = Path("outputs/bench/train.json")
 LAYOUTS = ("nchw", "channels_last")

@@ -44,7 +44,8 @@ from helpers.io import atomic_path, read_video_frames, video_writer
 from helpers.models import build_model
 from helpers.pipeline import Restorer
 from helpers.profiling import peak_memory_bytes, reset_peak_memory, synchronize
-from helpers.train import STAGE_DEFAULTS, fit
+from helpers.recipes import STAGE_DEFAULTS
+from helpers.training import fit
 
 REPO = Path(__file__).resolve().parent.parent
 SYNC_WARNING = "called a synchronizing CUDA operation"

@@ -1,7 +1,7 @@
-"""``python -m helpers``: the command line (see ``helpers.cli``)."""
+"""``python -m helpers``: the command line (see ``helpers.commands``)."""
 
 import sys
 
-from .cli import main
+from .commands import main
 
 sys.exit(main())

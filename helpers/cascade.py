@@ -9,8 +9,8 @@ EDSR's against the sharp high-res patch. Each network keeps doing its own job, s
 what it says after fine-tuning. Stages can be frozen, the unsharp mask's amount can be learned within
 bounds, and every stage can be gradient-checkpointed to save memory.
 
-Training is ``helpers.train.fit`` (AMP, plateau schedule, early stopping, exact resume, DDP): the cascade
-is one more model to it. ``export_cascade`` writes the three weight files ``Restorer`` loads, each with a
+Training is ``helpers.training.fit`` (AMP, plateau schedule, early stopping, exact resume, DDP): the cascade
+is one more model to it, with datasets from ``helpers.recipes.build_datasets("cascade", config)``. ``export_cascade`` writes the three weight files ``Restorer`` loads, each with a
 record of the fine-tuning and its origin. CLI: ``python -m helpers train cascade --init weights/ --data
 ... --out runs/cascade``.
 
@@ -21,9 +21,7 @@ low-res patch (the DnCNN's target) and ``"sharp_lr"`` the sharp low-res patch (t
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,8 +32,8 @@ from torch.utils.checkpoint import checkpoint
 from .checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
 from .losses import build_loss
 from .models import UnsharpMask, build_model
-from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES
-from .train import PRIMARY, TrainConfig, TrainingDiverged, distributed, fit, main_process_first
+from .pipeline import NETWORK_STAGES
+from .training import PRIMARY
 
 __all__ = [
     "UNSHARP_MODES",
@@ -47,7 +45,6 @@ __all__ = [
     "build_cascade_loss",
     "load_cascade",
     "export_cascade",
-    "train_cascade_command",
 ]
 
 UNSHARP_MODES = ("fixed", "learnable", "off")
@@ -333,45 +330,3 @@ def export_cascade(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLik
         origin = record["origin"].get(stage, "unknown")
         written[stage] = export_weights(network, out_dir / f"{stage}.pt", cascade=record, source=f"cascade fine-tuning of {origin}")
     return written
-
-
-# ----------------------------------------------------------------------------- command line
-
-CASCADE_LR = 5e-5  # fine-tuning trained networks: a tenth of the stages' rates
-CASCADE_PATCH = 128  # low-res side: 256x256 high-res patches
-
-
-def train_cascade_command(args: argparse.Namespace) -> int:
-    """``python -m helpers train cascade``: load the stage weights, fine-tune the cascade with ``fit``, export.
-
-    The data come from ``helpers.train``'s own dataset building (the "cascade" datasets of ``helpers.data``:
-    paired frames or ``photos:``); at the end the best epoch is exported to ``OUT/weights``.
-    """
-    from .train import _datasets, _photo_options, _training_only_options, _val_fraction
-
-    init = Path(args.init) if args.init else DEFAULT_WEIGHTS_DIR
-    patch = args.patch or CASCADE_PATCH
-    loss_config = {**DEFAULT_CASCADE_LOSS, "stage_weights": {**DEFAULT_CASCADE_LOSS["stage_weights"], **(args.aux_weights or {})}}
-    try:
-        with distributed(args.device) as (info, device):
-            model, origin = load_cascade(init, unsharp=args.unsharp, freeze=args.freeze, checkpointing=args.checkpointing)
-            config = TrainConfig(
-                epochs=args.epochs, lr=args.lr or CASCADE_LR, batch_size=args.batch_size,
-                steps_per_epoch=args.steps_per_epoch, num_workers=args.num_workers, amp=args.amp,
-                amp_dtype=args.amp_dtype, grad_clip=args.grad_clip, early_stop_patience=args.early_stop or None,
-                plateau_patience=args.plateau_patience, seed=args.seed, channels_last=args.channels_last, loss=loss_config,
-                data={"source": args.data, "patch": patch, "val_patch": args.val_patch, "val_fraction": _val_fraction(args),
-                      "sigma": args.sigma, **_training_only_options(args), **_photo_options(args),
-                      "init": str(init), "origin": origin},
-            )
-            with main_process_first(info):
-                train_data, val_data = _datasets(args, patch, info.world_size)
-            fit(model, train_data, val_data, build_cascade_loss(loss_config), config=config,
-                checkpoint_dir=args.out, resume=args.resume, device=device)
-            if info.is_main:
-                written = export_cascade(Path(args.out) / "best.pt", Path(args.out) / "weights")
-                print(f"exported the best epoch to {', '.join(str(path) for path in written.values())}")
-    except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0

@@ -19,10 +19,8 @@ Bad files are refused with one ``WeightsImportError`` line naming the file and t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +41,6 @@ __all__ = [
     "import_edsr_pytorch",
     "IMPORTERS",
     "import_weights",
-    "import_weights_command",
 ]
 
 MAX_FILE_BYTES = 1 << 30  # the published files are 3 MB (DnCNN) to 160 MB (EDSR large)
@@ -316,14 +313,3 @@ def import_weights(kind: str, source: str | Path, output: str | Path, overwrite:
             digest.update(chunk)
     origin = {"format": kind, "file": source.name, "sha256": digest.hexdigest()}
     return export_weights(model, output, half=False, imported_from=origin)
-
-
-def import_weights_command(args: argparse.Namespace) -> int:
-    """``python -m helpers import-weights KIND SOURCE -o OUT``: exit 0 when written, 2 with one line when refused."""
-    try:
-        written = import_weights(args.kind, args.source, args.output, overwrite=args.overwrite)
-    except (OSError, ValueError) as error:
-        print(f"error: {_first_line(error)}", file=sys.stderr)
-        return 2
-    print(f"wrote {written} ({args.kind} from {args.source})")
-    return 0

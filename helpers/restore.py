@@ -1,4 +1,4 @@
-"""``python -m helpers restore``: restore image files, folders of images and videos with the cascade.
+"""Restore image files, folders of images and videos with the cascade (``python -m helpers restore``).
 
 Output naming: one input file -> OUT is the output file (or an existing folder to write into); several
 inputs or a folder -> OUT is a folder and each output keeps its input's file name (videos become
@@ -18,7 +18,6 @@ RGB; 16-bit images are restored at 8-bit precision and written back 16-bit (PNG/
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -42,7 +41,7 @@ from .io import (
 )
 from .pipeline import Restorer
 
-__all__ = ["restore_command", "restore_files", "restore_image_file", "restore_video_file", "plan_outputs"]
+__all__ = ["restore_files", "restore_image_file", "restore_video_file", "plan_outputs"]
 
 HIGH_DEPTH_SUFFIXES = (".png", ".tif", ".tiff")  # formats OpenCV writes at 16 bits per channel
 NO_ALPHA_SUFFIXES = (".jpg", ".jpeg")
@@ -184,22 +183,3 @@ def restore_files(
             errors.append(_error_line(error, source, destination))
             tqdm.write(f"error: {errors[-1]}", file=sys.stderr)
     return restored, skipped, errors
-
-
-def restore_command(args: argparse.Namespace) -> int:
-    """Run ``python -m helpers restore``; returns 0 when every input was restored, 1 when any failed, 2 on setup errors."""
-    stages = args.stages.split(",")
-    scale = args.scale if args.scale is not None else (2 if "edsr" in stages else 1)
-    try:
-        restorer = Restorer.from_weights(
-            args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32,
-            denoise=args.denoise, deblur=args.deblur, self_ensemble=args.self_ensemble,
-        )
-    except (OSError, ValueError) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 2
-    restored, skipped, errors = restore_files(
-        restorer, args.inputs, Path(args.output), args.overwrite, args.skip_existing, args.max_pixels or DEFAULT_MAX_PIXELS
-    )
-    print(f"restored {len(restored)}, " + (f"skipped {len(skipped)}, " if skipped else "") + f"failed {len(errors)}")
-    return 1 if errors else 0

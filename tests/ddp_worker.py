@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
 from helpers.models import DnCNN
-from helpers.train import distributed, fit, main_process_first
+from helpers.training import distributed, fit, main_process_first
 
 DEFAULT_GROUP_TIMEOUT_S = 2  # stands in for NCCL's 10 minutes
 CACHE_BUILD_S = 5

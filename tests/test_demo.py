@@ -7,7 +7,7 @@ import csv
 import torch
 
 from helpers.checkpoint import export_weights
-from helpers.cli import main
+from helpers.commands import main
 from helpers.evaluate import STAGE_LABELS, UNSHARP_BASELINE
 from helpers.io import list_images, read_image
 from helpers.models import EDSR, UNet, DnCNN

@@ -20,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch.nn import functional as F
 
 from helpers.checkpoint import load_model
-from helpers.cli import main
+from helpers.commands import main
 from helpers.import_weights import WeightsImportError, import_dncnn_matconvnet, import_edsr_pytorch, read_matconvnet
 from helpers.models import EDSR, DnCNN
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers.checkpoint import export_weights
-from helpers.cli import main
+from helpers.commands import main
 from helpers.data import pairs_for
 from helpers.io import read_image, write_image
 from helpers.report import save_evaluation

@@ -13,7 +13,7 @@ import skimage.transform
 from PIL import Image
 
 import helpers.io
-from helpers.cli import main
+from helpers.commands import main
 from helpers.io import DEFAULT_MAX_PIXELS, read_image, read_image_any, write_image
 from helpers.pipeline import Restorer
 from test_io import png_with_header

@@ -24,11 +24,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from helpers.checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
-from helpers.cli import build_parser, main
+from helpers.commands import build_parser, main
 from helpers.data import build_dataset, resolve_source
 from helpers.losses import build_loss
 from helpers.models import EDSR, DnCNN, UNet
-from helpers.train import HISTORY_KEYS, DistributedInfo, EpochSampler, TrainingDiverged, _config_from, _Trainer, evaluate, fit, train_command
+from helpers import recipes
+from helpers.commands.train import config_from_args, train_command
+from helpers.training import HISTORY_KEYS, TIMING_KEYS, DistributedInfo, EpochSampler, TrainingDiverged, fit, validate
+from helpers.training.config import config_from
+from helpers.training.trainer import _Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -84,7 +88,7 @@ def test_short_run_lowers_validation_loss(stage, sample_pairs, cache_root, tmp_p
     model = TINY[stage]()
     train, val = make_datasets(stage, sample_pairs, cache_root)
     loss = build_loss(LOSSES[stage])
-    before = evaluate(model, DataLoader(val), loss, torch.device("cpu"))
+    before = validate(model, DataLoader(val), loss, torch.device("cpu"))
     history = fit(model, train, val, loss, checkpoint_dir=tmp_path, epochs=2, lr=3e-3, batch_size=8, steps_per_epoch=30, early_stop_patience=None)
 
     # Untrained networks are the identity (DnCNN, UNet) or bicubic (EDSR), i.e. the input's own quality:
@@ -128,14 +132,14 @@ def test_history_and_metrics_match_independent_references(sample_pairs, cache_ro
 def test_validation_is_batched_and_keeps_its_workers(sample_pairs, cache_root, tmp_path):
     train, crops = make_datasets("dncnn", sample_pairs, cache_root)
     frames = build_dataset("dncnn", sample_pairs["val"], patch_size=None, augment=False, sigma=25.0, cache_dir=cache_root / "frames")
-    config = _config_from({"batch_size": 8, "num_workers": 1}, {})
+    config = config_from({"batch_size": 8, "num_workers": 1}, {})
     loss, cpu = build_loss(LOSSES["dncnn"]), torch.device("cpu")
     trainer = _Trainer(TINY["dncnn"](), train, crops, loss, config, tmp_path, cpu, DistributedInfo())
     assert trainer.val_loader.batch_size == 8 and trainer.val_loader.persistent_workers  # was batch 1, new workers each epoch
-    first = evaluate(trainer.raw_model, trainer.val_loader, loss, cpu)
+    first = validate(trainer.raw_model, trainer.val_loader, loss, cpu)
     workers = trainer.val_loader._iterator
-    assert evaluate(trainer.raw_model, trainer.val_loader, loss, cpu) == first and trainer.val_loader._iterator is workers
-    one_by_one = evaluate(trainer.raw_model, DataLoader(crops, batch_size=1), loss, cpu)
+    assert validate(trainer.raw_model, trainer.val_loader, loss, cpu) == first and trainer.val_loader._iterator is workers
+    one_by_one = validate(trainer.raw_model, DataLoader(crops, batch_size=1), loss, cpu)
     assert first == pytest.approx(one_by_one, rel=1e-5)  # per-image averages, whatever the batch
     whole = _Trainer(TINY["dncnn"](), train, frames, loss, config, tmp_path, cpu, DistributedInfo())
     assert whole.val_loader.batch_size == 1  # whole frames may differ in size: not batched
@@ -144,11 +148,11 @@ def test_validation_is_batched_and_keeps_its_workers(sample_pairs, cache_root, t
 def test_best_checkpoint_is_written_before_last(sample_pairs, cache_root, tmp_path, monkeypatch):
     """A VM killed between the two writes must not resume without the best epoch's checkpoint (the Colab
     session test found a resumed run whose best epoch came before the kill ending with no best.pt)."""
-    import helpers.train
+    import helpers.training.trainer as train_module
 
     written = []
-    save = helpers.train.save_checkpoint
-    monkeypatch.setattr(helpers.train, "save_checkpoint", lambda path, state: (written.append(Path(path).name), save(path, state)))
+    save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda path, state: (written.append(Path(path).name), save(path, state)))
     train, val = make_datasets("dncnn", sample_pairs, cache_root)
     fit(TINY["dncnn"](), train, val, build_loss(LOSSES["dncnn"]), checkpoint_dir=tmp_path, epochs=1, lr=1e-3, **QUICK)
     assert written == ["best.pt", "last.pt"]
@@ -186,7 +190,7 @@ def test_resume_reproduces_an_uninterrupted_run(sample_pairs, cache_root, tmp_pa
 
     for (name, expected), actual in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(expected.float(), actual.float(), rtol=0, atol=0), name
-    without_time = lambda history: {key: values for key, values in history.items() if key != "seconds"}  # noqa: E731
+    without_time = lambda history: {key: values for key, values in history.items() if key not in TIMING_KEYS}  # noqa: E731
     np.testing.assert_equal(without_time(resumed_history), without_time(straight_history))  # NaN (no cascade_psnr) equals NaN
     assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
 
@@ -266,10 +270,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(sample_pairs, cach
 
 def make_trainer(stage: str, sample_pairs, cache_root: Path, folder: Path, **config):
     """The trainer ``fit`` builds, on the CPU and in one process, for tests of its parts."""
-    from helpers.train import DistributedInfo, _config_from, _Trainer
 
     train, val = make_datasets(stage, sample_pairs, cache_root)
-    config = _config_from({"loss": LOSSES[stage], **QUICK}, config)
+    config = config_from({"loss": LOSSES[stage], **QUICK}, config)
     return _Trainer(TINY[stage](), train, val, build_loss(LOSSES[stage]), config, folder, torch.device("cpu"), DistributedInfo())
 
 
@@ -291,14 +294,14 @@ def test_resume_loads_training_state_into_host_memory(dncnn_checkpoint, sample_p
 
 def test_resume_with_float16_amp_from_a_run_without_it(sample_pairs, cache_root, tmp_path, monkeypatch, capsys):
     """A run saved on the CPU (no loss scaler: its state is {}) resumes where float16 AMP is on, as on a GPU."""
-    import helpers.train as train_module
+    import helpers.training.trainer as train_module
 
     train, val = make_datasets("dncnn", sample_pairs, cache_root)
     config = {"loss": LOSSES["dncnn"], **QUICK, "steps_per_epoch": 2}
     fit(TINY["dncnn"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=1)
     assert load_checkpoint(tmp_path / "last.pt")["scaler"] == {}
 
-    monkeypatch.setattr(train_module, "_amp_settings", lambda config, device: (True, torch.float16))  # as on CUDA
+    monkeypatch.setattr(train_module, "amp_settings", lambda config, device: (True, torch.float16))  # as on CUDA
     history = fit(TINY["dncnn"](), train, val, config=config, checkpoint_dir=tmp_path, epochs=2, resume=True)
     assert history["epoch"] == [1, 2] and math.isfinite(history["val_loss"][-1])
     assert "no float16 loss-scaler state" in capsys.readouterr().out
@@ -336,7 +339,7 @@ class DeviceReads:
     METHODS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__")
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, trainer) -> None:
-        import helpers.train as train_module
+        import helpers.training.trainer as train_module
 
         self.count, self.edge_checks, self.in_edge_check = 0, 0, False
         host_counters = lambda: [state.get("step") for state in trainer.optimizer.state.values()]  # noqa: E731
@@ -453,11 +456,10 @@ def test_torchrun_two_gloo_processes_write_one_checkpoint(cache_root, sample_pai
     state = load_checkpoint(out / "last.pt")
     assert state["global_step"] == 2 and state["config"]["batch_size"] == 2
     parsed = build_parser().parse_args(args)
-    from helpers.train import _datasets  # the CLI's own dataset construction, so the crops are the same
 
     monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
-    _, val = _datasets(parsed, 40, world_size=1)
-    metrics = evaluate(load_model(out / "last.pt"), DataLoader(val), build_loss(state["config"]["loss"]), torch.device("cpu"))
+    _, val = recipes.build_datasets("dncnn", config_from_args(parsed))  # the CLI's own recipe, so the crops are the same
+    metrics = validate(load_model(out / "last.pt"), DataLoader(val), build_loss(state["config"]["loss"]), torch.device("cpu"))
     assert metrics["val_psnr"] == pytest.approx(state["history"]["val_psnr"][-1], abs=1e-4)
     assert metrics["val_loss"] == pytest.approx(state["history"]["val_loss"][-1], rel=1e-4)
 
@@ -487,24 +489,22 @@ def test_ranks_wait_for_a_cache_longer_than_the_process_group_timeout(cache_root
 
 
 def test_cli_training_options_reach_the_training_set_only(cache_root, tmp_path, monkeypatch):
-    from helpers.train import _datasets
-
     monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
     dncnn = build_parser().parse_args(cli_train_args(tmp_path, "--clean-fraction", "0.3", "--sigma", "5,40",
                                                               "--blurry-fraction", "0.4", "--colour-augment", "0.5"))
-    train, val = _datasets(dncnn, 40, world_size=1)
+    train, val = recipes.build_datasets("dncnn", config_from_args(dncnn))
     assert (train.clean_fraction, val.clean_fraction) == (0.3, 0.0)  # validation stays noisy
     assert (train.blurry_fraction, val.blurry_fraction) == (0.4, 0.0)  # ... sharp
     assert (train.colour_augment, val.colour_augment) == (0.5, 0.0)  # ... and in its own colours
     assert train.sigma == val.sigma == (5.0, 40.0)
     unet_args = cli_train_args(tmp_path, "--synthetic-blur", "0.7")
     unet_args[1] = "unet"
-    train, val = _datasets(build_parser().parse_args(unet_args), 40, world_size=1)
+    train, val = recipes.build_datasets("unet", config_from_args(build_parser().parse_args(unet_args)))
     assert (train.synthetic_blur, val.synthetic_blur) == (0.7, 0.0)
 
 
 def test_init_starts_from_given_weights_with_the_requested_schedule(cache_root, tmp_path, monkeypatch, capsys):
-    import helpers.train as train_module
+    import helpers.commands.train as train_module
 
     monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(cache_root))
     torch.manual_seed(3)
@@ -515,7 +515,7 @@ def test_init_starts_from_given_weights_with_the_requested_schedule(cache_root, 
     monkeypatch.setattr(train_module, "fit", lambda model, *args, config, **kwargs: seen.update(model=model, config=config))
     args = cli_train_args(tmp_path / "run", "--init", str(tmp_path / "start.pt"), "--plateau-patience", "7")
     assert train_command(build_parser().parse_args(args)) == 0
-    assert seen["model"].arch == start.arch and seen["config"].plateau_patience == 7
+    assert seen["model"].arch == start.arch and seen["config"]["plateau_patience"] == 7
     expected = load_model(tmp_path / "start.pt").state_dict()  # float16 round trip of the export
     assert all(torch.equal(value, expected[key]) for key, value in seen["model"].state_dict().items())
 
@@ -556,14 +556,14 @@ def test_train_command_rejects_cuda_without_gpu(tmp_path, capsys):
 
 
 def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
-    from helpers.train import _rng_state, _set_rng_state
+    from helpers.training.reproducibility import rng_state, set_rng_state
 
     import random
 
     torch.manual_seed(1), np.random.seed(1), random.seed(1)
-    torch.save(_rng_state(), tmp_path / "rng.pt")
+    torch.save(rng_state(), tmp_path / "rng.pt")
     expected = (torch.rand(3), np.random.rand(3), random.random())
-    _set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     actual = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1]) and expected[2] == actual[2]
 
@@ -652,7 +652,7 @@ def same_checkpoint(first: dict, second: dict, where: str = "") -> None:
     if isinstance(first, dict):
         assert first.keys() == second.keys(), where
         for key in first:
-            if not (where.endswith("history") and key == "seconds"):
+            if not (where.endswith("history") and key in TIMING_KEYS):
                 same_checkpoint(first[key], second[key], f"{where}.{key}")
     elif isinstance(first, (list, tuple)):
         assert len(first) == len(second), where
@@ -665,7 +665,7 @@ def same_checkpoint(first: dict, second: dict, where: str = "") -> None:
 
 
 def test_a_kill_at_every_checkpoint_write_then_resume_ends_bit_identical(sample_pairs, cache_root, tmp_path, monkeypatch):
-    import helpers.train as train_module
+    import helpers.training.trainer as train_module
 
     def run(folder: Path, resume: bool) -> None:
         torch.manual_seed(0)
@@ -810,7 +810,7 @@ def test_init_from_an_absurd_architecture_is_refused_in_one_line(cache_root, tmp
 
 
 def test_changed_run_options_compare_what_both_runs_record():
-    from helpers.train import _changed_run_options
+    from helpers.training.config import _changed_run_options
 
     stored = {"lr": 3e-4, "epochs": 5, "seed": 0, "arch": {"name": "dncnn"},
               "data": {"patch": 50, "sigma": [0.0, 55.0], "init": "a.pt"}}
@@ -823,7 +823,7 @@ def test_changed_run_options_compare_what_both_runs_record():
 
 def test_a_resumed_run_may_find_its_data_in_another_folder_but_not_other_data():
     """A new Colab VM extracts the same dataset under another /content; the run goes on. Another set does not."""
-    from helpers.train import _changed_run_options
+    from helpers.training.config import _changed_run_options
 
     stored = {"data": {"source": "photos:/vm1/BSDS432=0.4,/vm1/Urban100=0.6", "kernels": "/vm1/kernels/levin09.npz"}}
     moved = {"data": {"source": "photos:/vm2/data/BSDS432=0.4,/vm2/data/Urban100=0.6", "kernels": "/vm2/levin09.npz"}}

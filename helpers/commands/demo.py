@@ -12,10 +12,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from .data import pairs_for
-from .evaluate import evaluate_cascade, format_table
-from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer
-from .report import save_evaluation
+from ..data import pairs_for
+from ..evaluate import evaluate_cascade, format_table
+from ..pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer
+from ..report import save_evaluation
+from .options import add_device
+
+__all__ = ["add_parser", "missing_weights", "demo_command"]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``demo`` command's flags."""
+    parser = commands.add_parser("demo", help="restore the embedded samples and print the evaluation table")
+    parser.add_argument("--out", default="outputs/demo")
+    parser.add_argument("--weights", default=None, help="folder with dncnn.pt, unet.pt, edsr.pt (default: bundled weights/)")
+    add_device(parser)
 
 
 def missing_weights(weights_dir: Path) -> list[str]:
