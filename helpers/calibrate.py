@@ -1,6 +1,6 @@
 """Calibrate the deblur gate for a UNet on sharp photos: where its correction should start to be kept.
 
-The Restorer keeps the UNet's correction in proportion to ``helpers.pipeline.deblur_measure`` (the
+The Restorer keeps the UNet's correction in proportion to ``helpers.gates.deblur_measure`` (the
 correction's size over the frame's detail), through a ramp (low, high). How much a network sharpens
 frames that are already sharp is its own, so each UNet needs its own ramp. This measures it: every
 photo (its centre square, up to 500 px, area-downscaled 2x like a 640x360 frame from a larger sensor)
@@ -14,9 +14,6 @@ sharp frames are left alone, and as much of the deblurring as that allows is kep
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +24,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, load_model, save_checkpoint
-from .data import load_blur_kernels
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .degrade import downscale, kernel_blur, motion_blur
-from .evaluate import format_table
+from .gates import checked_ramp, deblur_measure, ramp_weights
 from .inference import pick_device
-from .io import float_image, image_to_tensor, list_images, read_image, uint8_image
+from .io import float_image, image_to_tensor, read_image, uint8_image
 from .metrics import psnr
-from .pipeline import checked_ramp, deblur_measure, ramp_weights, recorded_deblur_ramp
 
 SHARP_SHARE = 0.01  # the most of the correction the sharp photos may keep, on average
 RAMP_LOWS = tuple(float(low) for low in 0.01 * 2 ** (np.arange(13) / 2))  # 0.01 ... 0.64, steps of sqrt(2)
@@ -122,9 +117,10 @@ def calibrate_deblur_ramp(
 
 def recorded_or_calibrated_ramp(unet_weights: str | Path, photos: Sequence[Path], **options) -> tuple[float, float]:
     """The deblur ramp ``unet_weights`` records, else one measured for it on ``photos`` (``calibrate_deblur_ramp``
-    with ``options``): a UNet fresh from training has none yet, and the fallback was measured for another network."""
-    return recorded_deblur_ramp(unet_weights) or calibrate_deblur_ramp(
-        load_model(unet_weights, expected_name="unet"), photos, **options).ramp
+    with ``options``): a UNet fresh from training has none yet, and the fallback was measured for another network.
+    The file is read once, for the ramp and the network."""
+    unet = load_weights(unet_weights, expected_name="unet")
+    return unet.deblur_ramp or calibrate_deblur_ramp(unet.model, photos, **options).ramp
 
 
 def record_deblur_ramp(unet_weights: str | Path, ramp: tuple[float, float], output: str | Path) -> Path:
@@ -134,28 +130,3 @@ def record_deblur_ramp(unet_weights: str | Path, ramp: tuple[float, float], outp
         raise ValueError(f"{unet_weights}: holds a {state['arch'].get('name')!r} network, not a UNet")
     state.pop("format", None)
     return save_checkpoint(output, {**state, "deblur_ramp": checked_ramp(ramp, f"{unet_weights}: ramp")})
-
-
-def calibrate_command(args: argparse.Namespace) -> int:
-    """``python -m helpers calibrate-deblur``: print the table, write the ramp; exit 2 with one line when refused."""
-    try:
-        if args.limit < 0:
-            raise ValueError(f"--limit: expected 0 (all photos) or more, received {args.limit}")
-        photos = [path for folder in args.photos for path in list_images(folder)]
-        if args.limit:
-            photos = photos[:: max(1, math.ceil(len(photos) / args.limit))]
-        kernels = load_blur_kernels(args.kernels) if args.kernels else []
-        calibration = calibrate_deblur_ramp(load_model(args.unet, expected_name="unet"), photos, kernels, args.seed, args.device)
-        print(format_table(calibration.table))
-        low, high = calibration.ramp
-        chosen = next(row for row in calibration.table if row["ramp"] == f"({low:.3f}, {high:.3f})")
-        print(f"chosen ramp ({low:.3f}, {high:.3f}): the lowest at which the sharp photos keep at most {SHARP_SHARE:.0%} of "
-              f"the correction (they keep {chosen['sharp photos: mean share']}); blurred gain there "
-              f"{chosen['blurred gain (dB)']} dB, with all of the correction {calibration.always_gain:+.3f} dB; "
-              f"{calibration.photos} photos")
-        if args.output:
-            print(f"wrote {record_deblur_ramp(args.unet, calibration.ramp, args.output)} with deblur_ramp ({low:.3f}, {high:.3f})")
-    except (OSError, ValueError) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 2
-    return 0

@@ -2,7 +2,9 @@
 
 A checkpoint is a dict with ``format`` (``CHECKPOINT_FORMAT``), ``arch`` (``{"name", "kwargs"}``,
 see ``helpers.models``) and ``model`` (a state dict), plus whatever training state the trainer adds
-(optimiser, scaler, scheduler, RNG states, history, config). Inference needs only the first three.
+(optimiser, scaler, scheduler, RNG states, history, config). Inference needs the first three and what
+a weights file records beside them: ``load_weights`` returns the network with those records (``LoadedWeights``)
+from one read of the file.
 
 A file is data, not trusted code: its structure is checked on load, its architecture arguments are
 bounded and its weights' shapes compared with those of the network they describe (built on the
@@ -16,19 +18,22 @@ import inspect
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from .gates import checked_ramp
 from .io import atomic_path
-from .models import MODELS, build_model
+from .models import MODELS, UnsharpMask, build_model
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "MAX_ARCH_VALUE", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "build_checked",
-    "export_weights", "average_models",
+    "CHECKPOINT_FORMAT", "MAX_ARCH_VALUE", "CheckpointError", "LoadedWeights", "save_checkpoint", "load_checkpoint",
+    "load_weights", "load_model", "build_checked", "export_weights", "average_models",
 ]
 
 CHECKPOINT_FORMAT = "image-repair-checkpoint/1"
@@ -38,6 +43,17 @@ MAX_ARCH_VALUE = 4096
 
 class CheckpointError(ValueError):
     """A file that is not a usable checkpoint (truncated, foreign, or the wrong architecture)."""
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A network rebuilt from a checkpoint file and what the file records beside it, from one read of the file."""
+
+    path: Path
+    model: nn.Module  # float32, eval mode; ``model.arch`` names the network and its arguments
+    extras: Mapping[str, Any]  # read-only: all the file holds besides format, arch and model (source, history, ...)
+    deblur_ramp: tuple[float, float] | None  # the deblur gate's ramp measured for this UNet (helpers.calibrate), checked
+    unsharp: UnsharpMask | None  # the unsharp mask a cascade fine-tuning trained with (helpers.cascade)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -169,10 +185,15 @@ def build_checked(path: str | os.PathLike, arch: dict[str, Any], weights: dict[s
     return build_model(name, **kwargs)
 
 
-def load_model(
+def load_weights(
     path: str | os.PathLike, expected_name: str | None = None, map_location: str | torch.device = "cpu"
-) -> nn.Module:
-    """Rebuild the network recorded in a checkpoint and load its weights (float32, eval mode)."""
+) -> LoadedWeights:
+    """Rebuild the network recorded in a checkpoint, load its weights (float32, eval mode) and keep the file's records.
+
+    The records the Restorer uses are checked here, so a bad one is refused naming the file: ``deblur_ramp`` and
+    the unsharp mask of a cascade record (``cascade["unsharp"]``: sigma, amount, threshold).
+    """
+    path = Path(path)
     state = load_checkpoint(path, map_location=map_location)
     arch = state["arch"]
     if expected_name is not None and arch["name"] != expected_name:
@@ -182,7 +203,25 @@ def load_model(
         model.load_state_dict({key: value.float() for key, value in state["model"].items()})
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit {arch['name']} {arch['kwargs']}: {str(error).splitlines()[0]}") from None
-    return model.to(map_location).eval()
+    extras = {key: value for key, value in state.items() if key not in ("format", "arch", "model")}
+    ramp, cascade = extras.get("deblur_ramp"), extras.get("cascade")
+    settings = cascade.get("unsharp") if isinstance(cascade, dict) else None
+    try:
+        deblur_ramp = None if ramp is None else checked_ramp(ramp, f"{path}: deblur_ramp")
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    try:
+        unsharp = None if settings is None else UnsharpMask(**settings)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: cascade unsharp settings {str(settings)[:80]}: {str(error).splitlines()[0]}") from None
+    return LoadedWeights(path, model.to(map_location).eval(), MappingProxyType(extras), deblur_ramp, unsharp)
+
+
+def load_model(
+    path: str | os.PathLike, expected_name: str | None = None, map_location: str | torch.device = "cpu"
+) -> nn.Module:
+    """Rebuild the network recorded in a checkpoint and load its weights (float32, eval mode): ``load_weights``'s model."""
+    return load_weights(path, expected_name, map_location).model
 
 
 def export_weights(model: nn.Module, path: str | os.PathLike, half: bool = True, **extra: Any) -> Path:

@@ -14,21 +14,12 @@ untiled run; the only difference left is what lies beyond ``tile_overlap`` pixel
 receptive field. The image (and the assembled result) stay in host memory: only one padded tile at a
 time is moved to the device and its result moved back.
 
-Adaptive denoising: DnCNN runs only as far as a frame is noisy. Each frame's noise level is estimated
-on the whole frame before any tiling (``helpers.metrics.noise_sigma``), and DnCNN's correction is
-weighted by a ramp: none below ``DENOISE_RAMP[0]`` (0-255 scale), all of it above ``DENOISE_RAMP[1]``. A
-blind DnCNN smooths a clean photo (-1.6 dB on clean McMaster with the demo weights) and helps little below
-sigma 5 (-1.7 dB at sigma 3, +0.7 dB at 5, +4.2 dB at 10), and real 640x360 camera frames read about
-0.6/255, so on them the stage is skipped, which also saves its time. ``denoise="always"`` runs it on every
-frame.
-
-Adaptive deblurring: the UNet's correction is kept only as far as a frame asks for it. On the whole frame
-(tiled runs first run DnCNN and the UNet over all tiles, then EDSR and the unsharp mask), its size is
-measured against the frame's own detail: mean |UNet(x) - x| over the mean gradient magnitude of x
-(``deblur_measure``), and the correction is weighted by a ramp, none below its start, all of it above its top
-(``deblur_weights``). How much a network sharpens sharp frames is its own, so the ramp comes with the UNet's
-weights file (``deblur_ramp_for``; ``DEBLUR_RAMP`` when it records none), measured for it on sharp photos by
-``helpers.calibrate``. ``deblur="always"`` keeps all of the correction everywhere.
+Gates (``helpers.gates``): DnCNN's correction is weighted by each frame's estimated noise level and the UNet's
+by how much of a correction the frame asks for, so that clean and sharp frames are left alone. Both are decided
+on the whole frame before any tiling: the noise level is estimated first, and tiled runs first run DnCNN and
+the UNet over all tiles, gate the UNet's output on the whole frame, then run EDSR and the unsharp mask.
+``from_weights`` takes the deblur ramp the UNet's weights file records (``DEBLUR_RAMP`` when it records none).
+``denoise="always"`` and ``deblur="always"`` keep all of the correction on every frame.
 
 Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
 that compute it natively), float32 otherwise or with ``fp32=True``. A frame or tile whose
@@ -50,23 +41,18 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
-import kornia
 import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_model
+from .checkpoint import load_weights
 from .checks import check_image_batch
+from .gates import DEBLUR_RAMP, checked_ramp, deblur_weights, denoise_weights
 from .inference import autocast_for, inference_dtype, keep_freed_memory, pick_device, prepare_for_inference, prepare_input
 from .io import image_to_tensor, tensor_to_image
-from .metrics import noise_sigma
 from .models import UNet, UnsharpMask
 
-__all__ = [
-    "DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "DENOISE_RAMP", "DEBLUR_RAMP", "Restorer",
-    "ramp_weights", "denoise_weights", "deblur_measure", "deblur_weights", "recorded_deblur_ramp", "deblur_ramp_for", "checked_ramp",
-    "dihedral_average",
-]
+__all__ = ["DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "Restorer", "dihedral_average"]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 STAGES = ("dncnn", "unet", "edsr", "unsharp")
@@ -76,47 +62,6 @@ FRAME_SIZE = (640, 360)  # (width, height) the networks were trained for; portra
 # larger than 1280x720 are therefore tiled automatically (unless a tile size is given or auto_tile=False).
 AUTO_TILE_ABOVE_PIXELS = 1280 * 720
 AUTO_TILE_SIZE = 512
-# Estimated noise sigma (0-255 scale) where DnCNN's correction starts to be applied, and where all of it is.
-DENOISE_RAMP = (4.0, 6.0)
-# The UNet's correction against the frame's detail (``deblur_weights``) where it starts to be kept, and where all
-# of it is, for a UNet whose weights file records none (``deblur_ramp``, see ``deblur_ramp_for``). How much a
-# network sharpens sharp frames is its own: the bundled files record the ramp measured for them on training photos.
-DEBLUR_RAMP = (0.05, 0.10)
-
-
-def ramp_weights(values: torch.Tensor, ramp: tuple[float, float]) -> torch.Tensor:
-    """0 where ``values`` are below ``ramp[0]``, 1 above ``ramp[1]``, linear between: how both gates weigh a stage."""
-    low, high = ramp
-    return ((values - low) / (high - low)).clamp(0, 1)
-
-
-def denoise_weights(
-    images: torch.Tensor, ramp: tuple[float, float] = DENOISE_RAMP, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Share of DnCNN's correction each frame gets: 0 below ``ramp[0]``, 1 above ``ramp[1]`` estimated sigma; (N,).
-
-    The noise is estimated on ``device`` (default: the images').
-    """
-    return ramp_weights(noise_sigma(images, device) * 255, ramp)
-
-
-def deblur_measure(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """How much of a correction each frame asks for: the correction's mean size over the mean gradient magnitude
-    (normalised Sobel) of the grey input; (N,).
-
-    A blurred frame asks for a correction of the order of the edges it still has, a sharp one for little, and a
-    network trained to deblur still sharpens sharp frames (the cost on clean photos).
-    """
-    detail = kornia.filters.spatial_gradient(before.mean(dim=1, keepdim=True)).abs().sum(dim=2).flatten(1).mean(dim=1)
-    correction = (after - before).abs().flatten(1).mean(dim=1)
-    return correction / detail.clamp_min(1e-6)
-
-
-def deblur_weights(
-    before: torch.Tensor, after: torch.Tensor, ramp: tuple[float, float] = DEBLUR_RAMP
-) -> torch.Tensor:
-    """Share of the UNet's correction each frame keeps: 0 below ``ramp[0]`` of ``deblur_measure``, 1 above ``ramp[1]``; (N,)."""
-    return ramp_weights(deblur_measure(before, after), ramp)
 
 
 def dihedral_average(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -130,35 +75,6 @@ def dihedral_average(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
             output = model(view.flip(dims)).float().flip(dims)
             total = total + (output.transpose(-2, -1) if transpose else output)
     return total / 8
-
-
-def recorded_deblur_ramp(unet_weights: str | os.PathLike) -> tuple[float, float] | None:
-    """The deblur gate's ramp a UNet weights file records (``export_weights(..., deblur_ramp=(low, high))`` or
-    ``python -m helpers calibrate-deblur``), None when it records none."""
-    recorded = load_checkpoint(unet_weights).get("deblur_ramp")
-    return None if recorded is None else checked_ramp(recorded, f"{unet_weights}: deblur_ramp")
-
-
-def deblur_ramp_for(unet_weights: str | os.PathLike) -> tuple[float, float]:
-    """The deblur gate's ramp a UNet weights file records, else ``DEBLUR_RAMP``."""
-    return recorded_deblur_ramp(unet_weights) or DEBLUR_RAMP
-
-
-def checked_ramp(ramp: Sequence[float], name: str) -> tuple[float, float]:
-    """``ramp`` as (low, high) floats with 0 <= low < high, or a ValueError naming it."""
-    try:
-        low, high = (float(value) for value in ramp)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected (low, high), received {ramp!r}") from None
-    if not 0 <= low < high < math.inf:
-        raise ValueError(f"{name}: expected 0 <= low < high, received ({low}, {high})")
-    return low, high
-
-
-def _recorded_unsharp(edsr_weights: Path) -> UnsharpMask | None:
-    """The unsharp mask a cascade fine-tuning trained with, recorded in its exported EDSR file (helpers.cascade)."""
-    settings = (load_checkpoint(edsr_weights).get("cascade") or {}).get("unsharp")
-    return UnsharpMask(**settings) if settings else None
 
 
 def _canonical_stages(stages: Iterable[str]) -> tuple[str, ...]:
@@ -301,7 +217,7 @@ class Restorer:
         """
         weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
         stages = _canonical_stages(options.get("stages", STAGES))
-        models = {}
+        loaded = {}
         for stage in (stage for stage in stages if stage in NETWORK_STAGES):
             path = weights_dir / f"{stage}.pt"
             if not path.is_file():
@@ -310,12 +226,12 @@ class Restorer:
                     "helpers.checkpoint.export_weights: make the demo weights with `bash weights/train_demo.sh`, "
                     "or train your own (notebooks 02-04) and pass their folder with --weights DIR"
                 )
-            models[stage] = load_model(path, expected_name=stage)
-        if "unet" in stages and "deblur_ramp" not in options:
-            options["deblur_ramp"] = deblur_ramp_for(weights_dir / "unet.pt")
-        if "unsharp" in stages and "edsr" in stages and "unsharp" not in options:
-            options["unsharp"] = _recorded_unsharp(weights_dir / "edsr.pt")
-        return cls(models, **options)
+            loaded[stage] = load_weights(path, expected_name=stage)  # the network and what its file records, one read
+        if "unet" in loaded and "deblur_ramp" not in options:
+            options["deblur_ramp"] = loaded["unet"].deblur_ramp or DEBLUR_RAMP
+        if "unsharp" in stages and "edsr" in loaded and "unsharp" not in options:
+            options["unsharp"] = loaded["edsr"].unsharp
+        return cls({stage: weights.model for stage, weights in loaded.items()}, **options)
 
     # ---- public entry points -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .cache import default_cache_dir
-from .checkpoint import load_model
+from .checkpoint import load_model, load_weights
 from .data import (
     PhotoDegradations,
     PhotoLibrary,
@@ -241,14 +241,16 @@ def cascade_validation(stage: str, config: Mapping[str, Any]) -> Callable[[nn.Mo
     validation); the crops are degraded in the cascade's order (blur at high resolution, 2x downscale,
     noise), float32 inference. None for paired sources and for the cascade itself.
     """
-    from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer, deblur_ramp_for
+    from .gates import DEBLUR_RAMP
+    from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer
 
     settings = data_settings(stage, config)
     if not _is_photos(settings) or settings["cascade_weights"] == "none" or stage == "cascade":
         return None
     weights = Path(settings["cascade_weights"]) if settings["cascade_weights"] else DEFAULT_WEIGHTS_DIR
     seed = int(config.get("seed", 0))
-    others = {name: load_model(weights / f"{name}.pt", expected_name=name) for name in NETWORK_STAGES if name != stage}
+    files = {name: load_weights(weights / f"{name}.pt", expected_name=name) for name in NETWORK_STAGES}  # each read once
+    others = {name: loaded.model for name, loaded in files.items() if name != stage}
     _, val_photos = _photo_libraries(settings, seed)
     crops = build_photo_dataset("pipeline", val_photos, patch_size=settings["val_patch"] or settings["patch"],
                                 length=CASCADE_VAL_ITEMS, seed=seed, min_scale=settings["min_scale"],
@@ -256,7 +258,7 @@ def cascade_validation(stage: str, config: Mapping[str, Any]) -> Callable[[nn.Mo
     inputs, targets = (torch.stack(tensors) for tensors in zip(*(crops[i] for i in range(len(crops)))))
     # The deblur gate's ramp belongs to a trained UNet: one in training keeps all of its correction (a network near
     # the identity would otherwise be gated off); a finished one is gated as its file says, as Restorer.from_weights does.
-    gates: dict[str, Any] = {"deblur": "always"} if stage == "unet" else {"deblur_ramp": deblur_ramp_for(weights / "unet.pt")}
+    gates: dict[str, Any] = {"deblur": "always"} if stage == "unet" else {"deblur_ramp": files["unet"].deblur_ramp or DEBLUR_RAMP}
 
     def validate(model: nn.Module) -> float:
         restorer = Restorer({**others, stage: model}, device=next(model.parameters()).device, fp32=True, **gates)

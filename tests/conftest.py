@@ -70,3 +70,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def torch_loads(monkeypatch) -> list[str]:
+    """Names of the files ``torch.load`` reads during the test, in order: to show that each file is read once."""
+    names: list[str] = []
+    real_load = torch.load
+
+    def counting_load(file, *args, **kwargs):
+        names.append(Path(file).name)
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    return names

@@ -13,9 +13,9 @@ import skimage.metrics
 import torch
 from torch import nn
 
-from helpers import calibrate, pipeline
-from helpers.checkpoint import export_weights, load_checkpoint
-from helpers.cli import main as cli_main
+from helpers import calibrate, gates
+from helpers.checkpoint import export_weights, load_checkpoint, load_weights
+from helpers.commands import main as cli_main
 from helpers.io import image_to_tensor, write_image
 from helpers.models import build_model
 
@@ -46,7 +46,7 @@ def _row(calibration: calibrate.Calibration, low: float) -> dict:
 
 
 def test_each_ramps_gain_is_what_the_restorers_gate_gives_there(photo_folder, one_torch_thread) -> None:
-    """Independent reference: the pipeline's own gate (deblur_weights) and scikit-image's PSNR on the same views."""
+    """Independent reference: the Restorer's own gate (gates.deblur_weights) and scikit-image's PSNR on the same views."""
     kernels = [np.full((5, 9), 1 / 45, np.float32)]
     photos = _photos(photo_folder)
     calibration = calibrate.calibrate_deblur_ramp(Sharpens(), photos, kernels, seed=3, device="cpu")
@@ -57,7 +57,7 @@ def test_each_ramps_gain_is_what_the_restorers_gate_gives_there(photo_folder, on
         for name in gains:
             before = image_to_tensor(views[name])
             after = Sharpens()(before).clamp(0, 1)
-            gated = torch.lerp(before, after, pipeline.deblur_weights(before, after, (low, 2 * low)).view(-1, 1, 1, 1))
+            gated = torch.lerp(before, after, gates.deblur_weights(before, after, (low, 2 * low)).view(-1, 1, 1, 1))
             psnr = [skimage.metrics.peak_signal_noise_ratio(views["sharp"].astype(np.float64) / 255, image, data_range=1.0)
                     for image in (views[name].astype(np.float64) / 255, gated[0].permute(1, 2, 0).double().numpy())]
             gains[name].append(psnr[1] - psnr[0])
@@ -99,7 +99,7 @@ def test_the_command_records_the_ramp_the_restorer_then_uses(photo_folder, tmp_p
     assert cli_main(["calibrate-deblur", str(tmp_path / "unet.pt"), "--photos", str(photo_folder), "--limit", "2",
                      "--device", "cpu", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    ramp = pipeline.deblur_ramp_for(out)
+    ramp = load_weights(out).deblur_ramp
     assert f"chosen ramp ({ramp[0]:.3f}, {ramp[1]:.3f})" in printed and "; 2 photos" in printed
     assert ramp[0] in calibrate.RAMP_LOWS and ramp[1] == 2 * ramp[0]
     stored, original = load_checkpoint(out), load_checkpoint(tmp_path / "unet.pt")
@@ -107,13 +107,16 @@ def test_the_command_records_the_ramp_the_restorer_then_uses(photo_folder, tmp_p
     assert all(torch.equal(stored["model"][key], original["model"][key]) for key in original["model"])
 
 
-def test_a_recorded_ramp_is_used_and_a_missing_one_is_measured(photo_folder, tmp_path) -> None:
+def test_a_recorded_ramp_is_used_and_a_missing_one_is_measured(photo_folder, tmp_path, torch_loads) -> None:
     unet = build_model("unet", base_channels=4, depth=2)
     export_weights(unet, tmp_path / "recorded.pt", deblur_ramp=(0.2, 0.3))
-    assert calibrate.recorded_or_calibrated_ramp(tmp_path / "recorded.pt", []) == (0.2, 0.3)  # no photos needed
     export_weights(unet, tmp_path / "fresh.pt")
+    assert calibrate.recorded_or_calibrated_ramp(tmp_path / "recorded.pt", []) == (0.2, 0.3)  # no photos needed
     measured = calibrate.recorded_or_calibrated_ramp(tmp_path / "fresh.pt", _photos(photo_folder)[:1], device="cpu")
     assert measured[0] in calibrate.RAMP_LOWS and measured[1] == 2 * measured[0]
+    assert torch_loads == ["recorded.pt", "fresh.pt"]  # each file read once, for its ramp and its network
+    with pytest.raises(ValueError, match="edsr.pt: holds a 'edsr' network, expected 'unet'"):
+        calibrate.recorded_or_calibrated_ramp(export_weights(build_model("edsr", num_blocks=1, channels=8), tmp_path / "edsr.pt"), [])
 
 
 def test_unreadable_and_tiny_photos_are_skipped_with_a_count(photo_folder, tmp_path) -> None:

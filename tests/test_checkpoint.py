@@ -10,9 +10,10 @@ import torch
 
 import helpers.checkpoint as checkpoint_module
 from helpers.checkpoint import (
-    CHECKPOINT_FORMAT, CheckpointError, average_models, export_weights, load_checkpoint, load_model, save_checkpoint,
+    CHECKPOINT_FORMAT, CheckpointError, average_models, export_weights, load_checkpoint, load_model, load_weights,
+    save_checkpoint,
 )
-from helpers.models import EDSR, DnCNN
+from helpers.models import EDSR, DnCNN, UNet
 
 
 def test_exported_weights_rebuild_the_same_network_from_the_file_alone(tmp_path) -> None:
@@ -23,6 +24,40 @@ def test_exported_weights_rebuild_the_same_network_from_the_file_alone(tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(images), model(images))
     assert rebuilt.scale == 3 and not rebuilt.training
+
+
+def test_loaded_weights_carry_what_the_file_records_beside_the_network(tmp_path) -> None:
+    unet = UNet(base_channels=4, depth=2).eval()
+    path = export_weights(unet, tmp_path / "unet.pt", half=False, deblur_ramp=[0.2, 0.4], source="a test",
+                          history={"val_psnr": [25.0]}, cascade={"unsharp": {"sigma": 1.5, "amount": 0.8, "threshold": 0.01}})
+    loaded = load_weights(str(path), expected_name="unet")
+    assert loaded.path == path and loaded.deblur_ramp == (0.2, 0.4)  # checked: a (low, high) tuple of floats
+    mask = loaded.unsharp
+    assert (mask.sigma, mask.amount, mask.threshold) == (1.5, 0.8, 0.01)
+    assert dict(loaded.extras) == {key: value for key, value in load_checkpoint(path).items() if key not in ("format", "arch", "model")}
+    assert set(loaded.extras) == {"deblur_ramp", "source", "history", "cascade"}
+    images = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(images), unet(images))
+        torch.testing.assert_close(load_model(path)(images), unet(images))  # load_model: the same network
+    with pytest.raises(TypeError):
+        loaded.extras["source"] = "changed"  # read-only, like the dataclass
+    plain = load_weights(export_weights(DnCNN(depth=3, channels=4), tmp_path / "dncnn.pt"))
+    assert plain.deblur_ramp is None and plain.unsharp is None and dict(plain.extras) == {}
+
+
+@pytest.mark.parametrize("records, message", [
+    ({"deblur_ramp": (0.4, 0.2)}, r"unet\.pt: deblur_ramp: expected 0 <= low < high, received \(0.4, 0.2\)"),
+    ({"deblur_ramp": "wide"}, r"unet\.pt: deblur_ramp: expected \(low, high\)"),
+    ({"cascade": {"unsharp": {"sigma": -1.0, "amount": 0.5, "threshold": 0.0}}}, r"unet\.pt: cascade unsharp settings .*sigma > 0"),
+    ({"cascade": {"unsharp": {"radius": 2}}}, r"unet\.pt: cascade unsharp settings \{'radius': 2\}: .*radius"),
+    ({"cascade": {"unsharp": [1.0, 0.5]}}, r"unet\.pt: cascade unsharp settings \[1.0, 0.5\]"),
+], ids=["ramp-reversed", "ramp-string", "unsharp-negative", "unsharp-unknown-argument", "unsharp-list"])
+def test_bad_records_are_refused_in_one_line_naming_the_file(tmp_path, records, message) -> None:
+    path = export_weights(UNet(base_channels=4, depth=2), tmp_path / "unet.pt", **records)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_weights(path)
+    assert "\n" not in str(error.value)
 
 
 def test_half_precision_export_is_smaller_and_close(tmp_path) -> None:
@@ -146,7 +181,7 @@ def test_matching_shapes_are_loaded_after_the_check(tmp_path) -> None:
 
 @pytest.mark.parametrize("case", ["unknown-argument", "arch-as-string", "non-tensor-weights"])
 def test_restore_and_evaluate_report_a_malformed_checkpoint_in_one_line(tmp_path, capsys, case) -> None:
-    from helpers.cli import main
+    from helpers.commands import main
     from helpers.io import write_image
 
     change, message = MALFORMED[case]
@@ -167,7 +202,7 @@ def test_restore_and_evaluate_report_a_malformed_checkpoint_in_one_line(tmp_path
 
 
 def test_evaluate_refuses_a_pickle_in_one_line(tmp_path, capsys) -> None:
-    from helpers.cli import main
+    from helpers.commands import main
 
     torch.save({"format": CHECKPOINT_FORMAT, "arch": PurePosixPath("/etc/passwd")}, tmp_path / "pickle.pt")
     assert main(["evaluate", "--task", "sr", "--weights", str(tmp_path / "pickle.pt"), "--device", "cpu",

@@ -12,10 +12,10 @@ import skimage.filters
 import torch
 from torch import nn
 
-from helpers import pipeline
-from helpers.checkpoint import CheckpointError, export_weights
+from helpers import gates, pipeline
+from helpers.checkpoint import CheckpointError, export_weights, load_model
 from helpers.io import image_to_tensor, tensor_to_image
-from helpers.models import EDSR, DnCNN, UNet
+from helpers.models import EDSR, DnCNN, UNet, UnsharpMask
 from helpers.pipeline import Restorer
 
 from conftest import without_identity_start
@@ -350,7 +350,7 @@ def test_dncnn_is_not_run_on_a_clean_photo_and_runs_in_full_on_a_noisy_one(netwo
 
 def test_each_frame_of_a_batch_gets_its_own_share_of_the_denoising(networks, monkeypatch):
     """Estimated sigma 0, 5 and 10 (of 255) with the ramp 4-6: DnCNN's correction weighted 0, 1/2 and 1."""
-    monkeypatch.setattr(pipeline, "noise_sigma", lambda images, device=None: torch.tensor([0.0, 5.0, 10.0]) / 255)
+    monkeypatch.setattr(gates, "noise_sigma", lambda images, device=None: torch.tensor([0.0, 5.0, 10.0]) / 255)
     frames = [photo(40, 56, name) for name in ("coffee", "astronaut", "chelsea")]
     restorer = Restorer(networks, stages=("dncnn",), scale=1, device="cpu", fp32=True)
     gated = restorer.restore_batch(frames)
@@ -377,24 +377,6 @@ def test_unknown_denoise_mode_is_refused(networks):
         Restorer(networks, device="cpu", denoise="sometimes")
 
 
-def test_deblur_weights_measure_the_correction_against_the_frames_own_edges():
-    """Corrections made 0.02, 0.075 and 0.2 times the frames' mean edge strength, measured with scipy's Sobel
-    (divided by 8, kornia's normalisation; edges replicated) on the grey image: weights 0, 1/2 and 1."""
-    import scipy.ndimage
-
-    frames = np.stack([photo(48, 64, name) for name in ("coffee", "astronaut", "chelsea")]).astype(np.float32) / 255
-    noise = np.random.default_rng(0).normal(0, 1, frames.shape).astype(np.float32)
-    corrections = []
-    for frame, pattern, ratio in zip(frames, noise, (0.02, 0.075, 0.2)):
-        grey = frame.mean(axis=2)
-        edges = np.abs(scipy.ndimage.sobel(grey, axis=1, mode="nearest")) + np.abs(scipy.ndimage.sobel(grey, axis=0, mode="nearest"))
-        corrections.append(pattern * ratio * (edges / 8).mean() / np.abs(pattern).mean())
-    before = torch.from_numpy(frames).permute(0, 3, 1, 2)
-    after = before + torch.from_numpy(np.stack(corrections)).permute(0, 3, 1, 2)
-    weights = pipeline.deblur_weights(before, after, ramp=(0.05, 0.10))
-    np.testing.assert_allclose(weights.numpy(), [0.0, 0.5, 1.0], atol=1e-3)
-
-
 class Sharpens(nn.Module):
     """A stand-in deblurrer that sharpens everything by ``amount`` (x + amount * (x - 3x3 mean))."""
 
@@ -412,7 +394,7 @@ def test_the_unet_is_left_out_where_its_correction_is_small_against_the_frames_e
     image = photo(64, 96, "astronaut")
     tensor = image_to_tensor(image)
     for amount, share in ((0.05, 0.0), (0.3, 1.0)):
-        assert float(pipeline.deblur_weights(tensor, Sharpens(amount)(tensor).clamp(0, 1))) == share
+        assert float(gates.deblur_weights(tensor, Sharpens(amount)(tensor).clamp(0, 1))) == share
         models = {**networks, "unet": Sharpens(amount)}
         gated = Restorer(models, stages=("unet", "edsr"), device="cpu", fp32=True).restore(image)
         always = Restorer(models, stages=("unet", "edsr"), device="cpu", fp32=True, deblur="always").restore(image)
@@ -460,7 +442,7 @@ def test_unknown_deblur_mode_is_refused(networks):
 def test_a_unet_file_records_its_own_deblur_ramp(networks, tmp_path):
     """How much a network sharpens sharp frames is its own: from_weights takes the ramp its UNet file records."""
     folder = save_networks(networks, tmp_path / "plain")
-    assert Restorer.from_weights(folder, device="cpu").deblur_ramp == pipeline.DEBLUR_RAMP
+    assert Restorer.from_weights(folder, device="cpu").deblur_ramp == gates.DEBLUR_RAMP
     export_weights(networks["unet"], folder / "unet.pt", deblur_ramp=(0.15, 0.3))
     assert Restorer.from_weights(folder, device="cpu").deblur_ramp == (0.15, 0.3)
     assert Restorer.from_weights(folder, device="cpu", deblur_ramp=(0.2, 0.4)).deblur_ramp == (0.2, 0.4)
@@ -479,6 +461,26 @@ def test_a_bad_deblur_ramp_is_refused_naming_where_it_came_from(networks, tmp_pa
     export_weights(networks["unet"], folder / "unet.pt", deblur_ramp=ramp)
     with pytest.raises(ValueError, match=r"unet\.pt: deblur_ramp: expected"):
         Restorer.from_weights(folder, device="cpu")
+
+
+def test_from_weights_reads_each_file_once_and_applies_what_it_records(networks, tmp_path, torch_loads):
+    """One torch.load per weights file; the UNet's recorded deblur ramp and the cascade's recorded unsharp mask
+    are the ones used: the output equals a Restorer given both by hand, and each differs from the default."""
+    folder = save_networks(networks, tmp_path / "weights")
+    ramp = (4.0, 8.0)  # above this random UNet's correction (2.7 times the photo's edges): its correction is dropped
+    unsharp = {"sigma": 1.5, "amount": 0.8, "threshold": 0.01}
+    export_weights(networks["unet"], folder / "unet.pt", deblur_ramp=ramp)
+    export_weights(networks["edsr"], folder / "edsr.pt", cascade={"unsharp": unsharp})
+    restorer = Restorer.from_weights(folder, device="cpu", fp32=True)
+    assert sorted(torch_loads) == ["dncnn.pt", "edsr.pt", "unet.pt"]
+    assert restorer.deblur_ramp == ramp
+    exported = {stage: load_model(folder / f"{stage}.pt") for stage in networks}  # float16 in the files
+    image = photo(64, 96, "astronaut")
+    by_hand = Restorer(exported, device="cpu", fp32=True, deblur_ramp=ramp, unsharp=UnsharpMask(**unsharp)).restore(image)
+    assert np.array_equal(restorer.restore(image), by_hand)
+    default_ramp = Restorer(exported, device="cpu", fp32=True, unsharp=UnsharpMask(**unsharp)).restore(image)
+    default_mask = Restorer(exported, device="cpu", fp32=True, deblur_ramp=ramp).restore(image)
+    assert max_difference(by_hand, default_ramp) > 3 and max_difference(by_hand, default_mask) > 3
 
 
 def _dihedral_reference(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,13 +13,7 @@ from helpers.models import build_model
 from helpers.training import fit
 from test_data import write_photos, write_realblur
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def cache(sample_cache, monkeypatch) -> Path:
-    monkeypatch.setenv("IMAGE_REPAIR_CACHE", str(sample_cache))
-    return sample_cache
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "sample_cache")  # the sample set and frame caches: one per session
 
 
 def cli_config(*args: str) -> dict:

@@ -22,10 +22,10 @@ COMMANDS = {
     "restore": ("helpers.commands.restore", "restore_command"),
     "evaluate": ("helpers.commands.evaluate", "evaluate_command"),
     "demo": ("helpers.commands.demo", "demo_command"),
-    "notebooks": ("helpers.notebooks", "notebooks_command"),
-    "colab-links": ("helpers.notebooks", "colab_links_command"),
+    "notebooks": ("helpers.commands.notebooks", "notebooks_command"),
+    "colab-links": ("helpers.commands.notebooks", "colab_links_command"),
     "import-weights": ("helpers.commands.import_weights", "import_weights_command"),
-    "calibrate-deblur": ("helpers.calibrate", "calibrate_command"),
+    "calibrate-deblur": ("helpers.commands.calibrate", "calibrate_command"),
 }
 
 
