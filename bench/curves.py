@@ -1,7 +1,7 @@
 """What longer training runs would give: each run's validation-PSNR trend, extrapolated in log-steps.
 
 For every run folder (its ``last.pt`` holds the per-epoch history and the run's configuration) it
-fits ``helpers.curves.psnr_trend`` and prints: steps run, seconds per step (median epoch time), the
+fits ``bench.trends.psnr_trend`` and prints: steps run, seconds per step (median epoch time), the
 slope in dB per 10x steps with its 95% interval, the fitted PSNR at 10x and 100x the steps, and the
 hours 10x the steps would take on the machine the run used. ``--needed RUN=DB`` adds, for that run,
 the steps and hours to gain DB dB more, at the fitted slope and at its interval's top (the optimistic
@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from helpers.checkpoint import load_checkpoint
-from helpers.curves import Trend, psnr_trend
+from bench.trends import Trend, psnr_trend
 from helpers.evaluate import format_table
 from helpers.viz import save_figure
 

@@ -1,4 +1,4 @@
-"""helpers.curves (learning-curve trends) and bench.curves, the script that extrapolates training runs."""
+"""bench.trends (learning-curve trends) and bench.curves, the script that extrapolates training runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench import curves as curves_script
 from helpers.checkpoint import save_checkpoint
-from helpers.curves import psnr_trend
+from bench.trends import psnr_trend
 from helpers.models import build_model
 
 STEPS_PER_EPOCH = 50

@@ -1,6 +1,6 @@
 """Learning-curve trends: how fast a run's validation PSNR still rises, and what a longer run would give.
 
-Fits ``PSNR = intercept + slope * log10(step)`` to a training history (``helpers.train`` writes one
+Fits ``PSNR = intercept + slope * log10(step)`` to a training history (``helpers.training`` writes one
 per epoch into every checkpoint) with ``scipy.stats.linregress``. A straight line in log-steps is the
 usual shape of a learning curve past its first epochs, and it never saturates, so projecting it is
 generous to a long run: read ``at(10 * steps)`` as "at most about this much". Each projection is
