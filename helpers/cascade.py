@@ -7,7 +7,12 @@ every stage's output, so that ``CascadeLoss`` can add auxiliary per-stage losses
 output: the DnCNN's output against the noise-free blurry input, the UNet's against the sharp low-res patch,
 EDSR's against the sharp high-res patch. Each network keeps doing its own job, so ``--stages`` still means
 what it says after fine-tuning. Stages can be frozen, the unsharp mask's amount can be learned within
-bounds, and every stage can be gradient-checkpointed to save memory.
+bounds, and every stage can be gradient-checkpointed to save memory (``needs_checkpointing`` says whether a
+run needs it, from a memory estimate: it costs a third more compute).
+
+Reproducible on a GPU: under ``torch.use_deterministic_algorithms`` (``--deterministic``) the gradient of
+EDSR's bicubic skip, whose CUDA kernel adds with atomics in no fixed order, is computed as two matrix products
+instead (``BicubicWithMatrixBackward``); its forward is unchanged.
 
 Training is ``helpers.training.fit`` (AMP, plateau schedule, early stopping, exact resume, DDP): the cascade
 is one more model to it, with datasets from ``helpers.recipes.build_datasets("cascade", config)``. ``export_cascade`` writes the three weight files ``Restorer`` loads, each with a
@@ -21,18 +26,23 @@ low-res patch (the DnCNN's target) and ``"sharp_lr"`` the sharp low-res patch (t
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ContextManager, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.checkpoint import checkpoint
 
 from .checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
+from .checks import range_checked_upstream
 from .losses import build_loss
 from .models import UnsharpMask, build_model
 from .pipeline import NETWORK_STAGES
+from .profiling import ADAM_BYTES_PER_PARAMETER, COLAB_GPUS, TrainingEstimate, saved_activation_bytes
 from .training import PRIMARY
 
 __all__ = [
@@ -45,6 +55,8 @@ __all__ = [
     "build_cascade_loss",
     "load_cascade",
     "export_cascade",
+    "needs_checkpointing",
+    "BicubicWithMatrixBackward",
 ]
 
 UNSHARP_MODES = ("fixed", "learnable", "off")
@@ -88,6 +100,44 @@ class LearnableUnsharp(nn.Module):
 
 def _is_batch_norm(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def _bicubic_matrix(size: int, output_size: int, like: torch.Tensor) -> torch.Tensor:
+    """(output_size, size): bicubic resampling (align_corners=False) along one axis as a matrix, made by resampling
+    the identity; bicubic 2-D resampling is ``rows @ image @ columns.T``."""
+    identity = torch.eye(size, device=like.device, dtype=like.dtype).view(size, 1, 1, size)
+    return nn.functional.interpolate(identity, size=(1, output_size), mode="bicubic", align_corners=False).view(size, output_size).T
+
+
+class BicubicWithMatrixBackward(torch.autograd.Function):
+    """``interpolate(images, mode="bicubic")`` as it is, with its gradient as two matrix products.
+
+    The CUDA backward of bicubic resampling adds each output's gradient into its 16 input pixels with atomics,
+    in no fixed order: a run is not reproducible bit for bit. The adjoint of ``rows @ image @ columns.T`` is
+    ``rows.T @ gradient @ columns``, which cuBLAS computes in a fixed order.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+        output = nn.functional.interpolate(images, **options)
+        ctx.sizes = (*images.shape[-2:], *output.shape[-2:])
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
+        height, width, output_height, output_width = ctx.sizes
+        rows, columns = _bicubic_matrix(height, output_height, gradient), _bicubic_matrix(width, output_width, gradient)
+        return rows.T @ gradient @ columns, None
+
+
+class _ReproducibleBicubic(TorchFunctionMode):
+    """Inside, bicubic ``interpolate`` calls on tensors that need a gradient get ``BicubicWithMatrixBackward``'s."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is nn.functional.interpolate and kwargs.get("mode") == "bicubic" and args and args[0].requires_grad:
+            return BicubicWithMatrixBackward.apply(args[0], kwargs)
+        return func(*args, **kwargs)
 
 
 class Cascade(nn.Module):
@@ -179,9 +229,12 @@ class Cascade(nn.Module):
         if stage in self.frozen and not images.requires_grad:
             with torch.no_grad():
                 return network(images)
+        reproducible = torch.are_deterministic_algorithms_enabled()
         if self.checkpointing:
-            return checkpoint(network, images, use_reentrant=False)
-        return network(images)
+            return checkpoint(network, images, use_reentrant=False,
+                              context_fn=lambda: (_reproducible(reproducible), _recomputation(reproducible)))
+        with _reproducible(reproducible):
+            return network(images)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs: dict[str, torch.Tensor] = {}
@@ -236,6 +289,20 @@ class CascadeLoss(nn.Module):
         return values[PRIMARY] + sum(self.weights[stage] * values[stage] for stage in self.stages)
 
 
+def _reproducible(enabled: bool) -> ContextManager[Any]:
+    """``_ReproducibleBicubic`` when deterministic algorithms are asked for (``--deterministic``), else nothing."""
+    return _ReproducibleBicubic() if enabled else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _recomputation(reproducible: bool) -> Iterator[None]:
+    """What a checkpointed stage's recomputation in the backward pass runs under: what its forward pass ran under,
+    without the networks' input range checks (the forward pass checked, or left out, the same inputs; a check
+    reads two numbers back from a GPU: a synchronisation per stage and step)."""
+    with _reproducible(reproducible), range_checked_upstream():
+        yield
+
+
 def build_cascade_loss(config: Mapping[str, Any] | None = None) -> CascadeLoss:
     """``CascadeLoss`` from ``{"final": loss config, "stages": loss config, "stage_weights": {stage: w}}``.
 
@@ -249,6 +316,39 @@ def build_cascade_loss(config: Mapping[str, Any] | None = None) -> CascadeLoss:
     config = {**DEFAULT_CASCADE_LOSS, **config}
     weights = {stage: weight for stage, weight in config["stage_weights"].items() if weight}
     return CascadeLoss(build_loss(config["final"]), {stage: build_loss(config["stages"]) for stage in weights}, weights)
+
+
+def needs_checkpointing(cascade: Cascade, batch_size: int, patch: int, memory_bytes: float | None = None) -> bool:
+    """Whether fine-tuning ``cascade`` on ``batch_size`` patches of ``patch`` x ``patch`` input pixels needs gradient
+    checkpointing to fit in ``memory_bytes`` of GPU memory (default: this CUDA device's, else a 15 GB T4's).
+
+    Estimated as ``helpers.profiling.estimate_training`` does: the activations one step keeps, counted on one
+    small patch under 16-bit autocast on the CPU and scaled with the pixel count and batch, plus weights,
+    gradients and Adam's moments, an allowance for cuDNN's workspaces and the CUDA context. Checkpointing
+    recomputes each stage in the backward pass, about a third more compute: only worth it where the step
+    would not fit (notebook 05's 8 x 128 patches: about 2.3 GiB of activations by this estimate, 3.5 GiB in all).
+    """
+    if memory_bytes is None:
+        memory_bytes = (torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available()
+                        else COLAB_GPUS["T4"].memory_gib * 2**30)
+    side = min(patch, 48)  # at least the DnCNN's receptive field, a multiple of the UNet's 2**depth
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.rand(1, 3, side, side, generator=generator)
+    targets = {PRIMARY: torch.rand(1, 3, 2 * side, 2 * side, generator=generator)}
+    targets.update({AUX_TARGETS[stage]: inputs.clone() for stage in ("dncnn", "unet")})
+    probe = copy.deepcopy(cascade).cpu().train()
+    probe.checkpointing = False
+    loss = build_cascade_loss()
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = probe(inputs)
+        return loss({name: output.float() for name, output in outputs.items()}, targets)
+
+    activations, _ = saved_activation_bytes(step)
+    trained = sum(parameter.numel() for parameter in probe.parameters() if parameter.requires_grad)
+    estimate = TrainingEstimate(0.0, activations * batch_size * (patch / side) ** 2, trained * ADAM_BYTES_PER_PARAMETER, 1)
+    return estimate.memory_bytes > memory_bytes
 
 
 # ----------------------------------------------------------------------------- loading and exporting

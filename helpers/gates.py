@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import kornia
 import torch
 
-from .metrics import noise_sigma
+from .metrics import noise_sigma, spatial_gradient
 
-__all__ = ["DENOISE_RAMP", "DEBLUR_RAMP", "ramp_weights", "denoise_weights", "deblur_measure", "deblur_weights", "checked_ramp"]
+__all__ = ["DENOISE_RAMP", "DEBLUR_RAMP", "ramp_weights", "denoise_weights", "deblur_maps", "deblur_ratio", "deblur_measure",
+           "deblur_weights", "checked_ramp"]
 
 # Estimated noise sigma (0-255 scale) where DnCNN's correction starts to be applied, and where all of it is.
 DENOISE_RAMP = (4.0, 6.0)
@@ -62,8 +62,19 @@ def deblur_measure(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     A blurred frame asks for a correction of the order of the edges it still has, a sharp one for little, and a
     network trained to deblur still sharpens sharp frames (the cost on clean photos).
     """
-    detail = kornia.filters.spatial_gradient(before.mean(dim=1, keepdim=True)).abs().sum(dim=2).flatten(1).mean(dim=1)
-    correction = (after - before).abs().flatten(1).mean(dim=1)
+    correction, detail = deblur_maps(before, after)
+    return deblur_ratio(correction.flatten(1).mean(dim=1), detail.flatten(1).mean(dim=1))
+
+
+def deblur_maps(before: torch.Tensor, after: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two per-pixel maps ``deblur_measure`` compares, (N, H, W) each: the correction's size (mean over the
+    channels) and the grey input's gradient magnitude. A tiled run sums them over each tile's core."""
+    detail = spatial_gradient(before.mean(dim=1, keepdim=True)).abs().sum(dim=2)[:, 0]
+    return (after - before).abs().mean(dim=1), detail
+
+
+def deblur_ratio(correction: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+    """``deblur_measure`` from the means of ``deblur_maps`` per frame: the correction over the detail; (N,)."""
     return correction / detail.clamp_min(1e-6)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "autocast_for",
     "keep_freed_memory",
     "tf32_off",
+    "cudnn_autotuning",
 ]
 
 # mallopt(3) parameter numbers from glibc's <malloc.h>, glibc's default for M_MMAP_MAX, the largest C int.
@@ -128,11 +129,10 @@ def prepare_for_inference(
         fold_batchnorm: fold Conv+BatchNorm pairs (DnCNN) into single convolutions.
         compile: wrap in torch.compile (falls back to eager with a warning where it fails).
 
-    ``arch``, ``min_size`` and ``scale`` of the cascade's networks stay readable on the result.
+    ``arch``, ``min_size`` and ``scale`` of the cascade's networks stay readable on the result. No process-wide
+    setting changes (cuDNN's autotuner is the caller's, for the time it runs: ``cudnn_autotuning``).
     """
     prepared = copy.deepcopy(model).eval().requires_grad_(False)
-    if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed frame sizes: let cuDNN pick its fastest kernels once
     if fold_batchnorm:
         fold_conv_batchnorm(prepared)
     prepared = prepared.to(device)
@@ -209,16 +209,56 @@ def keep_freed_memory(enabled: bool = True) -> bool:
     return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings.items())
 
 
+def _precision_settings() -> tuple[Any, ...]:
+    """torch >= 2.9's per-operation float32 precision settings (cuDNN convolutions, cuBLAS matrix products), or ()."""
+    if not hasattr(torch.backends.cudnn, "conv"):  # torch < 2.9: only the legacy allow_tf32 flags
+        return ()
+    return torch.backends.cudnn.conv, torch.backends.cuda.matmul
+
+
 @contextlib.contextmanager
 def tf32_off() -> Iterator[None]:
-    """CUDA convolutions and matrix products in full float32 inside the block (the flags are restored after).
+    """CUDA convolutions and matrix products in full float32 inside the block (the settings are restored after).
 
     On Ampere and newer GPUs (Colab's L4, A100) cuDNN rounds float32 convolution inputs to TF32
     (10-bit mantissa) by default: ``fp32=True`` and the float32 redo of an overflowing tile must not.
+    torch >= 2.9 has a new API for it (``fp32_precision = "ieee"``), used where it exists: once anything in the
+    process has set it, reading the legacy ``allow_tf32`` flags raises ("mix of the legacy and new APIs").
     """
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    settings = _precision_settings()
+    if settings:
+        saved = [setting.fp32_precision for setting in settings]
+        for setting in settings:
+            setting.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for setting, value in zip(settings, saved):
+                setting.fp32_precision = value
+        return
+    legacy = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
+
+
+@contextlib.contextmanager
+def cudnn_autotuning(device: torch.device | str) -> Iterator[None]:
+    """cuDNN's autotuner on inside the block when ``device`` is CUDA (the process-wide flag is restored after).
+
+    Fixed frame sizes: cuDNN times its kernels for each new shape once and keeps the fastest. Scoped to the
+    block, so that it does not outlive the restoring: a deterministic training run that validates the cascade
+    after every epoch would otherwise autotune from its second epoch on, and a resumed run at another point.
+    Left off inside ``torch.use_deterministic_algorithms`` (``helpers.training``), whose runs need fixed kernels.
+    """
+    if torch.device(device).type != "cuda" or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved

@@ -1,4 +1,4 @@
-"""Image-quality metrics in torch (batched, any device): MSE, PSNR and SSIM; and a no-reference noise level.
+"""Image-quality metrics in torch (batched, any device): MSE, PSNR and SSIM; a no-reference noise level; image gradients.
 
 All take (N, C, H, W) tensors in [0, 1]. The conventions of published super-resolution tables are
 arguments: ``y_channel=True`` measures the BT.601 luma (Y of YCbCr, studio swing, as MATLAB's
@@ -10,17 +10,53 @@ window with sigma 1.5, averaged over the valid (uncropped-by-padding) region, li
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import kornia
 import torch
 
 from .checks import check_image_batch, check_same_shape
 
-__all__ = ["mse", "psnr", "ssim", "rgb_to_y", "noise_sigma"]
+__all__ = ["mse", "psnr", "ssim", "rgb_to_y", "noise_sigma", "device_constant", "spatial_gradient"]
 
 # BT.601 studio-swing luma weights for RGB in [0, 1], scaled to [0, 1] output. kornia's
 # rgb_to_ycbcr uses the full-range JPEG convention, which SR tables do not, hence these lines.
 _Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
 _Y_OFFSET = 16.0 / 255.0
+
+
+def device_constant(
+    build: Callable[[torch.device, torch.dtype], torch.Tensor],
+) -> Callable[[torch.device, torch.dtype], torch.Tensor]:
+    """Decorator: ``build(device, dtype)``, a small constant tensor (a filter kernel), made once per device and dtype.
+
+    Why: kornia makes its kernels on every call with ``torch.tensor(..., device=...)``, which on CUDA copies from
+    host memory and waits for all the work queued on the GPU: a synchronisation per call, in every training step and
+    every restored batch. The constant is made outside inference mode, so that training can use it too.
+    """
+
+    @functools.cache
+    def made_once(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        with torch.inference_mode(False):
+            return build(device, dtype)
+
+    return functools.wraps(build)(made_once)
+
+
+@device_constant
+def _sobel_kernels(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """kornia's normalised first-order Sobel kernels (x, then y), (2, 1, 3, 3)."""
+    kernels = kornia.filters.get_spatial_gradient_kernel2d("sobel", 1, device=device, dtype=dtype)
+    return (kernels / kernels.abs().sum(dim=(-2, -1), keepdim=True))[:, None]  # each sums to 1 in absolute value
+
+
+def spatial_gradient(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, 2, H, W) x and y derivatives, as ``kornia.filters.spatial_gradient(images)`` computes them (normalised
+    Sobel, replicated border), with the kernels made once per device (``device_constant``)."""
+    batch, channels, height, width = images.shape
+    planes = torch.nn.functional.pad(images.reshape(batch * channels, 1, height, width), (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.conv2d(planes, _sobel_kernels(images.device, images.dtype)).view(batch, channels, 2, height, width)
 
 
 def rgb_to_y(images: torch.Tensor) -> torch.Tensor:
@@ -99,37 +135,51 @@ def _symmetric_pad(planes: torch.Tensor, width: int) -> torch.Tensor:
     return planes
 
 
-def _median(values: torch.Tensor) -> torch.Tensor:
-    """numpy's median of a 1-D tensor (the mean of the two middle values when their count is even)."""
-    count = values.numel()
-    return (values.kthvalue((count + 1) // 2).values + values.kthvalue(count // 2 + 1).values) / 2
+@device_constant
+def _db2_high_pass(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(_DB2_HIGH_PASS, dtype=dtype, device=device).flip(0)  # flipped: conv2d correlates
+
+
+def _nonzero_medians(values: torch.Tensor) -> torch.Tensor:
+    """numpy's median of each row's non-zero entries (0 for a row without any), for rows of values >= 0; (rows,).
+
+    Sorted, zeros come first, so the non-zero entries are each row's last ``count``; their middle one (or two) are
+    picked by indices computed on the device. No number is read back to the host, as masking out the zeros
+    (a tensor whose size the host must learn) or ``kthvalue`` per row would; and, unlike ``kthvalue``, sorting is
+    deterministic on CUDA.
+    """
+    length = values.shape[-1]
+    ordered = values.sort(dim=-1).values
+    count = (values != 0).sum(dim=-1, keepdim=True)
+    first_nonzero = length - count
+    low = (first_nonzero + (count - 1).clamp_min(0) // 2).clamp_max(length - 1)
+    high = (first_nonzero + count // 2).clamp_max(length - 1)
+    medians = (ordered.gather(-1, low) + ordered.gather(-1, high)) / 2
+    return torch.where(count > 0, medians, 0.0).squeeze(-1)
 
 
 def noise_sigma(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """Estimated standard deviation of white Gaussian noise per image, in [0, 1] units: float32 (N,) on the CPU.
+    """Estimated standard deviation of white Gaussian noise per image, in [0, 1] units: float32 (N,) on ``device``.
 
     Donoho's robust wavelet estimator, as ``skimage.restoration.estimate_sigma(channel_axis=-1)``
     computes it: per channel, the median absolute non-zero coefficient of the finest db2 diagonal
     detail band / 0.6745, averaged over the channels. Written in torch so that it runs on ``device``
-    (default: the images'; only the measured crop is moved there), where scikit-image needs PyWavelets
-    and the CPU: about 30 ms for a 640x360 frame on two CPU cores. Texture inflates it a little: clean
-    8-bit photos read about 1-5/255.
+    (default: the images'; only the measured crop is moved there) without reading anything back from it,
+    where scikit-image needs PyWavelets and the CPU: about 30 ms for a 640x360 frame on two CPU cores.
+    Texture inflates it a little: clean 8-bit photos read about 1-5/255.
     """
     check_image_batch(images, name="noise_sigma input")
     height, width = images.shape[-2:]
     top, left = max(0, (height - NOISE_SIGMA_MAX_SIDE) // 2), max(0, (width - NOISE_SIGMA_MAX_SIDE) // 2)
     crop = images[..., top : top + NOISE_SIGMA_MAX_SIDE, left : left + NOISE_SIGMA_MAX_SIDE].detach()
-    crop = crop.to(device or images.device)
+    crop = crop.to(device or images.device, non_blocking=True)
     # the 4x4 diagonal filter is the outer product of the 1-D one: two strided 1-D passes (6x faster in float64)
-    high = torch.tensor(_DB2_HIGH_PASS, dtype=torch.float64, device=crop.device).flip(0)  # conv2d correlates
+    high = _db2_high_pass(crop.device, torch.float64)
     sigmas = []
-    for image in crop:
+    for image in crop:  # one image at a time: float64 planes of a 2048x2048 crop are 100 MB each
         planes = _symmetric_pad(image.to(torch.float64).unsqueeze(1), 3)[..., 1:, 1:]  # pywt keeps odd outputs
         rows = torch.nn.functional.conv2d(planes, high.view(1, 1, 1, 4), stride=(1, 2))
         details = torch.nn.functional.conv2d(rows, high.view(1, 1, 4, 1), stride=(2, 1)).abs().flatten(1)
-        per_channel = [
-            _median(channel[channel != 0]) if bool((channel != 0).any()) else channel.new_zeros(())
-            for channel in details  # exact zeros (flat areas) are masked out, as scikit-image does
-        ]
-        sigmas.append(torch.stack(per_channel).mean() / 0.6744897501960817)  # scipy.stats.norm.ppf(0.75)
-    return torch.stack(sigmas).float().cpu()
+        # exact zeros (flat areas) are left out, as scikit-image does
+        sigmas.append(_nonzero_medians(details).mean() / 0.6744897501960817)  # scipy.stats.norm.ppf(0.75)
+    return torch.stack(sigmas).float()

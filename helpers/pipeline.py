@@ -16,8 +16,17 @@ time is moved to the device and its result moved back.
 
 Gates (``helpers.gates``): DnCNN's correction is weighted by each frame's estimated noise level and the UNet's
 by how much of a correction the frame asks for, so that clean and sharp frames are left alone. Both are decided
-on the whole frame before any tiling: the noise level is estimated first, and tiled runs first run DnCNN and
-the UNet over all tiles, gate the UNet's output on the whole frame, then run EDSR and the unsharp mask.
+on the whole frame, on the device the stages run on: the noise level is estimated first (on the frames already
+moved there, or on a tiled frame's measured centre); untiled frames are gated between the UNet and EDSR without
+leaving the device, and tiled runs first run DnCNN and the UNet over all tiles, summing the deblur measure's
+two maps over each tile's core on the device, gate the UNet's output on the whole frame, then run EDSR and the
+unsharp mask.
+
+Reads from the device (each a synchronisation on a GPU), per batch of frames or per tile: whether any frame is
+noisy enough for DnCNN (clean batches skip it, which saves a quarter of the time), whether every frame is finite
+(an overflowing one is redone in float32), and the results themselves. Nothing else: the gates' blends are
+exact at shares 0 and 1 (``torch.lerp``), so no share is read to skip them, and the networks' input range
+checks are left out inside the cascade (its input was checked once, each stage's input is clamped).
 ``from_weights`` takes the deblur ramp the UNet's weights file records (``DEBLUR_RAMP`` when it records none).
 ``denoise="always"`` and ``deblur="always"`` keep all of the correction on every frame.
 
@@ -37,6 +46,7 @@ import os
 import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -46,9 +56,17 @@ import torch
 from torch import nn
 
 from .checkpoint import load_weights
-from .checks import check_image_batch
-from .gates import DEBLUR_RAMP, checked_ramp, deblur_weights, denoise_weights
-from .inference import autocast_for, inference_dtype, keep_freed_memory, pick_device, prepare_for_inference, prepare_input
+from .checks import check_image_batch, range_checked_upstream
+from .gates import DEBLUR_RAMP, checked_ramp, deblur_maps, deblur_ratio, deblur_weights, denoise_weights, ramp_weights
+from .inference import (
+    autocast_for,
+    cudnn_autotuning,
+    inference_dtype,
+    keep_freed_memory,
+    pick_device,
+    prepare_for_inference,
+    prepare_input,
+)
 from .io import image_to_tensor, tensor_to_image
 from .models import UNet, UnsharpMask
 
@@ -67,10 +85,12 @@ AUTO_TILE_SIZE = 512
 def dihedral_average(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Self-ensemble (Lim et al., EDSR+, 2017): the float32 mean of ``model`` over the 8 flips and transposes of
     ``images``, each output mapped back. A network is not exactly equivariant to them; averaging its 8 answers
-    cancels part of its error. Hand-written: six lines that torchvision and kornia do not offer as one call."""
+    cancels part of its error. Hand-written: six lines that torchvision and kornia do not offer as one call.
+    Transposed views are copied into the input's memory layout (channels_last stays channels_last)."""
+    layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     total = torch.zeros((), device=images.device)
     for transpose in (False, True):
-        view = images.transpose(-2, -1) if transpose else images
+        view = images.transpose(-2, -1).contiguous(memory_format=layout) if transpose else images
         for dims in ((), (-1,), (-2,), (-2, -1)):
             output = model(view.flip(dims)).float().flip(dims)
             total = total + (output.transpose(-2, -1) if transpose else output)
@@ -122,6 +142,24 @@ def _tile_spans(length: int, tile: int, overlap: int, multiple: int, min_size: i
         window_start = max(0, min(start - overlap, length - window))
         spans.append((start, min(start + core, length), window_start, window_start + window))
     return spans
+
+
+@dataclass(frozen=True)
+class _Gates:
+    """What the gates ask of one run of the cascade on a batch of frames.
+
+    ``denoise``: each frame's share of DnCNN's correction, on the device (None: all of it); ``run_dncnn``: whether
+    DnCNN runs at all (False when no frame is noisy enough); ``deblur_ramp``: gate the UNet's correction inside
+    this run with that ramp (whole frames), or None (all of it, or tiles, gated on the whole frame outside).
+    """
+
+    denoise: torch.Tensor | None = None
+    run_dncnn: bool = True
+    deblur_ramp: tuple[float, float] | None = None
+
+    def of_frames(self, frames: torch.Tensor) -> _Gates:
+        """The gates of some frames of the batch (indices on the device)."""
+        return self if self.denoise is None else replace(self, denoise=self.denoise[frames])
 
 
 class Restorer:
@@ -318,34 +356,44 @@ class Restorer:
         if self.resize_to_frame:
             batch = self._resize_to_frame(batch)
         self.check_input_size(*batch.shape[-2:])
-        with torch.inference_mode():
+        with torch.inference_mode(), cudnn_autotuning(self.device), range_checked_upstream():
             batch = batch.float()
-            weights = denoise_weights(batch, device=self.device) if self.denoise == "auto" and "dncnn" in self.stages else None
             tile = self._tile_for(*batch.shape[-2:])
-            if self.deblur == "auto" and "unet" in self.stages:
-                # The gate needs the UNet's output on the whole frame: DnCNN and UNet first, then the rest.
-                head = tuple(stage for stage in self.stages if STAGES.index(stage) <= STAGES.index("unet"))
-                outputs = self._run_stages(batch, head, tile, True, first_frame, weights)
-                before = outputs.get("dncnn", batch)
-                share = deblur_weights(before, outputs["unet"], self.deblur_ramp)
-                if not bool((share == 1).all()):  # a blurred frame keeps the UNet's output exactly
-                    outputs["unet"] = torch.lerp(before, outputs["unet"], share.view(-1, 1, 1, 1))
-                if tail := self.stages[len(head) :]:
-                    outputs.update(self._run_stages(outputs["unet"], tail, tile, keep_stages, first_frame, None))
-                if not keep_stages:
-                    outputs = {self.stages[-1]: outputs[self.stages[-1]]}
-            else:
-                outputs = self._run_stages(batch, self.stages, tile, keep_stages, first_frame, weights)
+            outputs = self._run_tiled(batch, tile, keep_stages, first_frame) if tile else self._run_whole(batch, keep_stages, first_frame)
         return {"input": batch, **outputs} if keep_stages else outputs
 
-    def _run_stages(
-        self, batch: torch.Tensor, stages: tuple[str, ...], tile: int, keep_stages: bool, first_frame: int,
-        weights: torch.Tensor | None,
-    ) -> dict[str, torch.Tensor]:
-        """``stages`` on the batch, in tiles of ``tile`` (0: whole); {stage: tensor} on the batch's device."""
-        if tile:
-            return self._run_tiled(batch, stages, tile, keep_stages, first_frame, weights)
-        return self._run_window(batch, stages, keep_stages, "image", first_frame, weights)
+    @property
+    def _gates_deblur(self) -> bool:
+        return self.deblur == "auto" and "unet" in self.stages
+
+    def _denoise_gate(self, images: torch.Tensor) -> _Gates:
+        """The noise gate for a batch: each frame's share of DnCNN, measured on the device, and whether DnCNN runs."""
+        if self.denoise != "auto" or "dncnn" not in self.stages:
+            return _Gates()
+        share = denoise_weights(images, device=self.device)
+        return _Gates(share, run_dncnn=bool(share.any()))  # the gate's one read from the device: clean batches skip DnCNN
+
+    def _run_whole(self, batch: torch.Tensor, keep_stages: bool, first_frame: int) -> dict[str, torch.Tensor]:
+        """Every stage and both gates on the device: the frames go there once, and only what is kept comes back."""
+        inputs = prepare_input(batch, self.device)
+        gates = replace(self._denoise_gate(inputs), deblur_ramp=self.deblur_ramp if self._gates_deblur else None)
+        outputs = self._on_device(inputs, self.stages, keep_stages, "image", first_frame, gates)
+        return {stage: tensor.to(batch.device) for stage, tensor in outputs.items()}
+
+    def _run_tiled(self, batch: torch.Tensor, tile: int, keep_stages: bool, first_frame: int) -> dict[str, torch.Tensor]:
+        """The stages tile by tile, the deblur gate decided on the whole frame between the UNet and EDSR."""
+        gates = self._denoise_gate(batch)  # measured on the frame's centre, moved to the device by the estimate
+        if not self._gates_deblur:
+            return self._tiles(batch, self.stages, tile, keep_stages, first_frame, gates)[0]
+        head = tuple(stage for stage in self.stages if STAGES.index(stage) <= STAGES.index("unet"))
+        outputs, sums = self._tiles(batch, head, tile, True, first_frame, gates, measure_deblur=True)
+        pixels = batch.shape[-2] * batch.shape[-1]
+        share = ramp_weights(deblur_ratio(sums[0] / pixels, sums[1] / pixels), self.deblur_ramp).to(batch.device)
+        before = outputs.get("dncnn", batch)
+        outputs["unet"] = torch.lerp(before, outputs["unet"], share.view(-1, 1, 1, 1))
+        if tail := self.stages[len(head) :]:
+            outputs.update(self._tiles(outputs["unet"], tail, tile, keep_stages, first_frame, _Gates())[0])
+        return outputs if keep_stages else {self.stages[-1]: outputs[self.stages[-1]]}
 
     def _resize_to_frame(self, batch: torch.Tensor) -> torch.Tensor:
         """Resize to 640x360 (360x640 for portrait) with antialiased bicubic, warning about any aspect change."""
@@ -368,20 +416,30 @@ class Restorer:
             return self.tile
         return _round_up(AUTO_TILE_SIZE, self.size_multiple)
 
-    def _run_tiled(
-        self, batch: torch.Tensor, stages: tuple[str, ...], tile: int, keep_stages: bool, first_frame: int,
-        weights: torch.Tensor | None,
-    ) -> dict[str, torch.Tensor]:
-        """Run ``stages`` tile by tile; each tile's padded window goes to the device, its core comes back."""
+    def _tiles(
+        self, batch: torch.Tensor, stages: tuple[str, ...], tile: int, keep_stages: bool, first_frame: int, gates: _Gates,
+        measure_deblur: bool = False,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """``stages`` tile by tile: each padded window goes to the device and its core comes back.
+
+        With ``measure_deblur`` (the stages end with the UNet), also the sums over every core of the deblur
+        measure's two maps (``helpers.gates.deblur_maps``), (2, N) on the device: the whole frame's measure.
+        """
         height, width = batch.shape[-2:]
         rows = _tile_spans(height, tile, self.tile_overlap, self.size_multiple, self.min_size)
         columns = _tile_spans(width, tile, self.tile_overlap, self.size_multiple, self.min_size)
         outputs: dict[str, torch.Tensor] = {}
+        sums = torch.zeros(2, batch.shape[0], device=self.device) if measure_deblur else None
         for top, bottom, window_top, window_bottom in rows:
             for left, right, window_left, window_right in columns:
-                window = batch[..., window_top:window_bottom, window_left:window_right]
+                inputs = prepare_input(batch[..., window_top:window_bottom, window_left:window_right], self.device)
                 label = f"tile rows {top}-{bottom}, columns {left}-{right}"
-                for stage, result in self._run_window(window, stages, keep_stages, label, first_frame, weights).items():
+                results = self._on_device(inputs, stages, keep_stages, label, first_frame, gates)
+                core = (..., slice(top - window_top, bottom - window_top), slice(left - window_left, right - window_left))
+                if sums is not None:
+                    maps = deblur_maps(results.get("dncnn", inputs), results["unet"])
+                    sums += torch.stack([values[core].sum(dim=(-2, -1)) for values in maps])
+                for stage, result in results.items():
                     factor = self._stage_scale(stage)
                     if stage not in outputs:
                         outputs[stage] = batch.new_empty((*batch.shape[:2], height * factor, width * factor))
@@ -390,59 +448,60 @@ class Restorer:
                         (top - window_top) * factor : (bottom - window_top) * factor,
                         (left - window_left) * factor : (right - window_left) * factor,
                     ]
-        return outputs
+        return outputs, sums
 
     def _stage_scale(self, stage: str) -> int:
         """Size factor of a stage's output relative to the input."""
         return self.scale if STAGES.index(stage) >= STAGES.index("edsr") else 1
 
-    def _run_window(
-        self, window: torch.Tensor, stages: tuple[str, ...], keep_stages: bool, label: str, first_frame: int,
-        weights: torch.Tensor | None,
+    def _on_device(
+        self, inputs: torch.Tensor, stages: tuple[str, ...], keep_stages: bool, label: str, first_frame: int, gates: _Gates,
     ) -> dict[str, torch.Tensor]:
-        """``stages`` on one image or tile (all frames of the batch) on the device, float32 fallback per frame.
+        """``stages`` on a device batch (all frames of an image or tile); float32 outputs on the device.
 
-        ``weights``: each frame's share of DnCNN's correction (``denoise_weights``), None for all of it.
+        Frames whose reduced-precision result holds inf/NaN are redone in float32, with a warning naming them.
         """
-        inputs = prepare_input(window, self.device)
-        outputs, finite = self._cascade(inputs, stages, self.dtype, keep_stages, weights)
-        if self.dtype is not None and not bool(finite.all()):
+        outputs, finite = self._cascade(inputs, stages, self.dtype, keep_stages, gates)
+        all_finite = bool(finite.all())  # the window's one read from the device before its results
+        if self.dtype is not None and not all_finite:
             bad = torch.nonzero(~finite).flatten()
             warnings.warn(
                 f"{label}, frame(s) {[first_frame + index for index in bad.tolist()]}: non-finite values in {self.dtype} inference, redone in float32",
-                stacklevel=4,
+                stacklevel=5,
             )
-            redone, finite = self._cascade(inputs[bad], stages, None, keep_stages, None if weights is None else weights[bad.cpu()])
+            redone, finite = self._cascade(inputs[bad], stages, None, keep_stages, gates.of_frames(bad))
             for stage, tensor in redone.items():
                 outputs[stage][bad] = tensor
-        if not bool(finite.all()):
+            all_finite = bool(finite.all())
+        if not all_finite:
             raise RuntimeError(f"{label}: non-finite values in float32 inference; the weights are broken")
-        return {stage: tensor.to(window.device) for stage, tensor in outputs.items()}
+        return outputs
 
     def _cascade(
-        self, images: torch.Tensor, stages: tuple[str, ...], dtype: torch.dtype | None, keep_stages: bool,
-        weights: torch.Tensor | None = None,
+        self, images: torch.Tensor, stages: tuple[str, ...], dtype: torch.dtype | None, keep_stages: bool, gates: _Gates,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``stages`` on a device batch; returns float32 outputs (every stage or the last) and per-frame finiteness.
 
-        ``weights`` blends DnCNN's output with its input per frame; where all are 0 DnCNN is not run at all.
-        Finiteness is checked before each clamp, since clamping would turn inf into a plausible 0 or 1.
+        The networks run in ``dtype`` (autocast), the gates' blends in float32. Finiteness is checked before each
+        clamp, since clamping would turn inf into a plausible 0 or 1.
         """
         finite = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
         outputs = {}
-        with autocast_for(self.device, dtype):
-            for stage in stages:
-                if stage == "dncnn" and weights is not None and not bool(weights.any()):
-                    images = images.float()  # no frame is noisy enough: the stage passes its input on
-                else:
-                    model = self.models[stage]
-                    result = dihedral_average(model, images) if stage in self.self_ensemble else model(images).float()
-                    if stage == "dncnn" and weights is not None and not bool((weights == 1).all()):
-                        result = torch.lerp(images.float(), result, weights.to(result.device).view(-1, 1, 1, 1))
-                    images = result
-                finite &= torch.isfinite(images).flatten(1).all(dim=1)
-                images = images.clamp(0, 1)
-                if keep_stages:
-                    outputs[stage] = images
+        for stage in stages:
+            before = images.float()
+            if stage == "dncnn" and not gates.run_dncnn:
+                images = before  # no frame is noisy enough: the stage passes its input on
+            else:
+                model = self.models[stage]
+                with autocast_for(self.device, dtype):
+                    images = dihedral_average(model, images) if stage in self.self_ensemble else model(images).float()
+                if stage == "dncnn" and gates.denoise is not None:  # exact at shares 0 and 1
+                    images = torch.lerp(before, images, gates.denoise.view(-1, 1, 1, 1))
+            finite &= torch.isfinite(images).flatten(1).all(dim=1)
+            images = images.clamp(0, 1)
+            if stage == "unet" and gates.deblur_ramp is not None:  # a blurred frame keeps the UNet's output exactly
+                images = torch.lerp(before, images, deblur_weights(before, images, gates.deblur_ramp).view(-1, 1, 1, 1))
+            if keep_stages:
+                outputs[stage] = images
         outputs[stages[-1]] = images
         return outputs, finite

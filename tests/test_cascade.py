@@ -15,23 +15,29 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from bench.gpu_check import SyncCounter
 from helpers.cascade import (
     AUX_TARGETS,
+    BicubicWithMatrixBackward,
     Cascade,
-    CascadeLoss,
     LearnableUnsharp,
     build_cascade_loss,
     export_cascade,
     load_cascade,
+    needs_checkpointing,
 )
+from helpers.checks import range_checked_upstream
 from helpers.checkpoint import CheckpointError, export_weights, load_checkpoint
 from helpers.commands import main
 from helpers.data import build_dataset, pairs_for
 from helpers.degrade import add_gaussian_noise, downscale, motion_blur
 from helpers.models import EDSR, DnCNN, UNet, UnsharpMask
-from helpers.pipeline import Restorer
+from helpers.pipeline import DEFAULT_WEIGHTS_DIR, Restorer
 from helpers.profiling import saved_activation_bytes
 from helpers.training import TIMING_KEYS, fit
+from helpers.training.reproducibility import deterministic_algorithms
 
 from conftest import without_identity_start
 
@@ -129,6 +135,73 @@ def test_checkpointing_gives_the_same_gradients_and_keeps_less():
     for name, expected in gradients[0].items():
         assert torch.equal(gradients[1][name], expected), name  # recomputation is bit-exact on the CPU
     assert kept[1] < 0.5 * kept[0]  # the networks' activations are recomputed, not kept
+
+
+def test_recomputed_stages_do_not_check_their_input_range_again():
+    """The forward pass checked (or, in the trainer, left out) each stage's input range; with checkpointing the
+    backward pass's recomputation ran the check again: a read from the device per stage and step on a GPU."""
+    cascade = Cascade(tiny_networks(), checkpointing=True)
+    inputs, targets = batch()
+    with range_checked_upstream():  # as the trainer runs the forward pass
+        loss = build_cascade_loss()(cascade(inputs), targets)
+    with SyncCounter("cpu") as syncs:
+        loss.backward()
+    assert cascade.networks["dncnn"].body[0].weight.grad is not None
+    assert [location for location in syncs.counts if "check_image_batch" in location] == []
+
+
+class Operations(TorchDispatchMode):
+    """The names of the aten operations run inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
+def test_deterministic_runs_give_edsrs_bicubic_skip_a_gradient_without_atomic_adds(checkpointing):
+    """The CUDA backward of bicubic upsampling adds with atomics in no fixed order, so --deterministic cascade runs
+    were not reproducible (torch only warned). Under deterministic algorithms it is two matrix products instead, the
+    same gradient to float rounding, and the forward pass is unchanged."""
+    inputs, targets = batch()
+    results = []
+    for deterministic in (False, True):
+        cascade = Cascade(tiny_networks(seed=1), checkpointing=checkpointing)
+        with deterministic_algorithms(deterministic), Operations() as operations:
+            outputs = cascade(inputs)
+            build_cascade_loss()(outputs, targets).backward()
+        gradients = {name: parameter.grad for name, parameter in cascade.named_parameters() if "edsr" not in name}
+        results.append((outputs["final"].detach(), gradients, operations.names))
+    (plain_output, plain_gradients, plain_operations), (output, gradients, operations) = results
+    assert "upsample_bicubic2d_backward.default" in plain_operations
+    assert "upsample_bicubic2d_backward.default" not in operations and "upsample_bicubic2d.default" in operations
+    assert torch.equal(output, plain_output)
+    for name, expected in plain_gradients.items():  # the UNet and DnCNN learn through EDSR's skip
+        torch.testing.assert_close(gradients[name], expected, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_bicubic_matrix_backward_is_the_adjoint_of_interpolate():
+    images = torch.rand(2, 3, 5, 7, dtype=torch.float64, requires_grad=True)
+    options = {"scale_factor": 2, "mode": "bicubic", "align_corners": False}
+    assert torch.autograd.gradcheck(lambda x: BicubicWithMatrixBackward.apply(x, options), (images,))
+    expected = torch.autograd.grad(nn.functional.interpolate(images, **options).sin().sum(), images)[0]
+    actual = torch.autograd.grad(BicubicWithMatrixBackward.apply(images, options).sin().sum(), images)[0]
+    torch.testing.assert_close(actual, expected)
+
+
+def test_checkpointing_is_chosen_by_the_memory_a_step_needs():
+    """Notebook 05's 8 x 128 patches with the bundled networks keep a few GiB of activations: a 15 GB T4 needs no
+    checkpointing (a third more compute); 64 x 256 patches need about 16 times as much."""
+    cascade, _ = load_cascade(DEFAULT_WEIGHTS_DIR)
+    t4 = 15 * 2**30
+    assert not needs_checkpointing(cascade, 8, 128, memory_bytes=t4)
+    assert needs_checkpointing(cascade, 64, 256, memory_bytes=t4)
+    assert needs_checkpointing(cascade, 8, 128, memory_bytes=2 * 2**30)
+    assert not cascade.checkpointing  # the estimate ran on a copy
 
 
 # ----------------------------------------------------------------------------- losses
@@ -309,6 +382,22 @@ def test_train_cascade_command_fine_tunes_and_exports(sample_cache, tmp_path, ca
     trained, exported = (load_checkpoint(folder / "unet.pt")["model"] for folder in (init, out / "weights"))
     assert not all(torch.equal(value.half(), exported[key]) for key, value in trained.items())
     assert "exported the best epoch" in capsys.readouterr().out
+
+
+def test_train_cascade_deterministic_resumes_bit_exact(sample_cache, tmp_path):
+    """--deterministic reaches the cascade's run (and its EDSR skip); killed after epoch 1 and resumed, the run ends
+    where an uninterrupted one does, bit for bit, on the CPU."""
+    init = weights_folder(tmp_path / "init")
+    two_epochs = ("--epochs", "2", "--deterministic", "--checkpointing")
+    assert main(cli_args(init, tmp_path / "straight", *two_epochs)) == 0
+    assert main(cli_args(init, tmp_path / "split", "--deterministic", "--checkpointing")) == 0  # stops after epoch 1
+    assert main(cli_args(init, tmp_path / "split", *two_epochs, "--resume")) == 0
+    straight, resumed = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "split"))
+    assert straight["config"]["deterministic"] is True and resumed["epoch"] == 2
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    for index, state in straight["optimizer"]["state"].items():
+        assert all(torch.equal(value, resumed["optimizer"]["state"][index][name]) for name, value in state.items())
 
 
 def test_train_cascade_command_reports_bad_init_in_one_line(sample_cache, tmp_path, capsys):

@@ -20,7 +20,6 @@ from helpers.inference import (
     autocast_for,
     fold_conv_batchnorm,
     inference_dtype,
-    keep_freed_memory,
     pick_device,
     prepare_for_inference,
     prepare_input,
@@ -288,3 +287,43 @@ def test_bfloat16_outliers_of_the_demo_dncnn_stay_within_its_own_sensitivity_to_
         for _ in range(4)
     )
     assert bfloat16_error <= 1.25 * sensitivity + ONE_LEVEL, (255 * bfloat16_error, 255 * sensitivity)
+
+
+def test_preparing_a_model_for_cuda_leaves_cudnn_autotuning_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare_for_inference turned cuDNN's autotuner on for the whole process: inside a deterministic training run
+    (its per-epoch cascade validation builds a Restorer), every later epoch autotuned, and a resumed run did so
+    from another point than an uninterrupted one. ``nn.Module.to`` stands in for a GPU here: only the flag matters."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(nn.Module, "to", lambda module, *args, **kwargs: module)
+    prepare_for_inference(DnCNN(depth=3, channels=8), "cuda")
+    assert torch.backends.cudnn.benchmark is False
+
+
+def test_cudnn_autotuning_is_on_only_inside_the_block_and_never_in_deterministic_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers.training.reproducibility import deterministic_algorithms
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    seen = []
+    for device in ("cuda", "cpu"):
+        with inference.cudnn_autotuning(device):
+            seen.append(torch.backends.cudnn.benchmark)
+    with deterministic_algorithms(), inference.cudnn_autotuning("cuda"):
+        seen.append(torch.backends.cudnn.benchmark)
+    assert seen == [True, False, False] and torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9 has only the legacy TF32 flags")
+def test_tf32_off_uses_the_new_precision_api_and_restores_it() -> None:
+    """Reading the legacy flags once the new API is in use raises ("mix of the legacy and new APIs")."""
+    settings = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    saved = [setting.fp32_precision for setting in settings]
+    try:
+        for setting in settings:
+            setting.fp32_precision = "tf32"
+        with inference.tf32_off():
+            inside = tuple(setting.fp32_precision for setting in settings)
+        after = tuple(setting.fp32_precision for setting in settings)
+    finally:
+        for setting, value in zip(settings, saved):
+            setting.fp32_precision = value
+    assert inside == ("ieee", "ieee") and after == ("tf32", "tf32")

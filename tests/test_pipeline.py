@@ -12,6 +12,7 @@ import skimage.filters
 import torch
 from torch import nn
 
+from bench.gpu_check import SyncCounter
 from helpers import gates, pipeline
 from helpers.checkpoint import CheckpointError, export_weights, load_model
 from helpers.io import image_to_tensor, tensor_to_image
@@ -268,6 +269,14 @@ def test_non_finite_tile_is_redone_and_fp32_never_warns():
         assert np.array_equal(forced.restore(image), image)
 
 
+def tf32_allowed() -> tuple[bool, bool]:
+    """Whether CUDA may use TF32 for float32 (convolutions, matmuls), read through torch's new API where it exists:
+    once that is in use, reading the legacy flags raises."""
+    if hasattr(torch.backends.cudnn, "conv"):
+        return torch.backends.cudnn.conv.fp32_precision == "tf32", torch.backends.cuda.matmul.fp32_precision == "tf32"
+    return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+
 class RecordsPrecisionFlags(OverflowsInReducedPrecision):
     """The overflowing identity that also records, per call, whether CUDA may use TF32 (convolutions, matmuls)."""
 
@@ -276,13 +285,13 @@ class RecordsPrecisionFlags(OverflowsInReducedPrecision):
         self.flags: list[tuple[bool, bool]] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self.flags.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        self.flags.append(tf32_allowed())
         return super().forward(images)
 
 
 def test_float32_runs_and_the_float32_redo_turn_tf32_off():
     """Ampere+ GPUs run float32 convolutions in TF32 by default; --fp32 and the redo promise true float32."""
-    defaults = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    defaults = tf32_allowed()
     image = np.full((16, 16, 3), 230, np.uint8)  # bright: overflows in reduced precision
     forced = Restorer({"dncnn": RecordsPrecisionFlags()}, stages=("dncnn",), scale=1, device="cpu", denoise="always", fp32=True)
     forced.restore(image)
@@ -291,7 +300,7 @@ def test_float32_runs_and_the_float32_redo_turn_tf32_off():
     with pytest.warns(UserWarning, match="redone in float32"):
         redone.restore(image)
     assert redone.models["dncnn"].flags == [defaults, (False, False)]
-    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == defaults  # restored afterwards
+    assert tf32_allowed() == defaults  # restored afterwards
 
 
 @pytest.mark.parametrize(
@@ -416,21 +425,29 @@ def test_each_frame_of_a_batch_keeps_its_own_share_of_the_deblurring(networks, m
 
 
 def test_the_deblur_gate_is_decided_on_the_whole_frame_before_the_upscaling_tiles(networks, monkeypatch):
-    """Tiled runs measure the UNet's correction once on the whole frame, so tiled and whole agree."""
+    """Tiled runs measure the UNet's correction once on the whole frame, so tiled and whole agree. A whole frame is
+    measured as one; tiles sum the measure's two maps over their cores on the device (the assembled frame never
+    goes back there), which gives the whole frame's measure."""
     measured: list[tuple[int, ...]] = []
-    measure = pipeline.deblur_weights
+    ratios: list[torch.Tensor] = []
+    measure, ratio = pipeline.deblur_weights, pipeline.deblur_ratio
 
     def recording(before: torch.Tensor, after: torch.Tensor, ramp: tuple[float, float]) -> torch.Tensor:
         measured.append(tuple(before.shape))
+        ratios.append(gates.deblur_measure(before, after))
         return measure(before, after, ramp)
 
     monkeypatch.setattr(pipeline, "deblur_weights", recording)
+    monkeypatch.setattr(pipeline, "deblur_ratio", lambda *means: ratios.append(ratio(*means)) or ratios[-1])
     image = photo(72, 100, "astronaut")
     image[:, 50:] = skimage.filters.gaussian(image[:, 50:], sigma=2, channel_axis=2, preserve_range=True).round().astype(np.uint8)
-    models = {**networks, "unet": Sharpens(0.12)}  # about half of its correction kept
+    models = {**networks, "unet": Sharpens(0.2)}  # about half of its correction kept (checked below)
     whole = Restorer(models, device="cpu", fp32=True).restore(image)
     tiled = Restorer(models, device="cpu", fp32=True, tile=32).restore(image)
-    assert measured == [(1, 3, 72, 100)] * 2
+    assert measured == [(1, 3, 72, 100)]  # the whole frame; the tiled run measured without it
+    whole_measure, tiled_measure = (float(value) for value in ratios)
+    assert 0 < float(gates.ramp_weights(torch.tensor(whole_measure), gates.DEBLUR_RAMP)) < 1
+    assert tiled_measure == pytest.approx(whole_measure, rel=1e-4)
     assert max_difference(tiled, whole) <= 1
 
 
@@ -516,3 +533,132 @@ def test_the_restorer_runs_the_stages_asked_as_a_self_ensemble(networks) -> None
     assert not torch.allclose(Restorer(networks, **options).restore_tensor(images), expected, atol=1e-4)
     with pytest.raises(ValueError, match="self_ensemble: expected stages among dncnn, unet, edsr, received unsharp"):
         Restorer(networks, device="cpu", self_ensemble=["unsharp"])
+
+
+# ----------------------------------------------------------------------------- where the gates run, what reads back
+
+
+class OnDevice(torch.Tensor):
+    """Stands for a tensor in device memory when a Restorer runs on 'cpu:0' and the host is 'cpu': what torch computes
+    from it stays OnDevice, and moving it to the host ('cpu') gives a plain tensor."""
+
+    def to(self, *args, **kwargs):
+        moved = super().to(*args, **kwargs)
+        target = kwargs.get("device", next((arg for arg in args if isinstance(arg, (str, torch.device))), None))
+        return moved.as_subclass(torch.Tensor) if target is not None and torch.device(target) == torch.device("cpu") else moved
+
+    def cpu(self, *args, **kwargs):
+        return super().cpu(*args, **kwargs).as_subclass(torch.Tensor)
+
+
+def noisy_and_blurred_frames() -> list[np.ndarray]:
+    frame = photo(48, 64, "astronaut")
+    blurred = skimage.filters.gaussian(frame, sigma=2, channel_axis=2, preserve_range=True).round().astype(np.uint8)
+    return [noisy(frame, 20), blurred]
+
+
+def test_the_gates_measure_on_the_device_the_stages_run_on(networks, monkeypatch):
+    """restore, restore_batch and restore_frames used to bring DnCNN's and the UNet's outputs back to the host, measure
+    the deblur gate there (kornia's Sobel on the CPU, with the GPU idle) and send the gated output up again for EDSR;
+    the noise gate measured the host frames, which then went up a second time."""
+    upload = pipeline.prepare_input
+    uploads: list[tuple[int, ...]] = []
+    seen: dict[str, list[type]] = {"denoise": [], "deblur": [], "deblur maps": []}
+
+    def uploading(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        uploads.append(tuple(images.shape))
+        return upload(images, device).as_subclass(OnDevice)
+
+    def spy(name: str, function):
+        def recorded(*args, **kwargs):
+            seen[name].append(tuple(type(arg) for arg in args if isinstance(arg, torch.Tensor)))
+            return function(*args, **kwargs)
+
+        return recorded
+
+    monkeypatch.setattr(pipeline, "prepare_input", uploading)
+    for name, attribute in (("denoise", "denoise_weights"), ("deblur", "deblur_weights")):
+        monkeypatch.setattr(pipeline, attribute, spy(name, getattr(pipeline, attribute)))
+    frames = noisy_and_blurred_frames()
+    restored = Restorer(networks, device="cpu:0", fp32=True).restore_batch(frames)
+
+    assert uploads == [(2, 3, 48, 64)]  # the frames went to the device once
+    assert seen == {"denoise": [(OnDevice,)], "deblur": [(OnDevice, OnDevice)], "deblur maps": []}
+    reference = Restorer(networks, device="cpu", fp32=True).restore_batch(frames)
+    assert all(np.array_equal(result, expected) for result, expected in zip(restored, reference))
+
+    uploads.clear()
+    seen.update({name: [] for name in seen})
+    monkeypatch.setattr(pipeline, "deblur_maps", spy("deblur maps", pipeline.deblur_maps))  # tiles sum the measure's maps
+    Restorer(networks, device="cpu:0", fp32=True, tile=32).restore(frames[1])
+    assert seen["deblur"] == [] and seen["deblur maps"] and set(seen["deblur maps"]) == {(OnDevice, OnDevice)}  # per tile
+    assert len(uploads) == 2 * len(seen["deblur maps"])  # each window once before the gate and once after it
+
+
+def test_a_restored_batch_reads_from_the_device_twice(networks):
+    """The noise gate's estimate read about six numbers back per frame (a mask's size and a non-empty check per
+    channel), and the cascade four more per batch (shares checked against 0 and 1, finiteness twice). Left: whether
+    any frame is noisy enough to run DnCNN, and whether every frame is finite (CPU stand-ins, by code location)."""
+    restorer = Restorer(networks, device="cpu", fp32=True)
+    frames = noisy_and_blurred_frames()
+    restorer.restore_batch(frames)  # warm-up: kernels made once per device
+    with SyncCounter("cpu") as syncs:
+        restorer.restore_batch(frames)
+    on_device = {location.split(" <- ")[0].split(" (")[1].rstrip(")"): count for location, count in syncs.counts.items()
+                 if location.startswith(("helpers/pipeline.py", "helpers/metrics.py", "helpers/gates.py"))}
+    assert on_device == {"_denoise_gate": 1, "_on_device": 1}
+
+
+def test_the_noise_estimate_uses_no_kernel_that_is_nondeterministic_on_cuda():
+    """``kthvalue`` has no deterministic CUDA kernel: it warned in every deterministic run's cascade validation."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Operations(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    images = image_to_tensor(np.stack(noisy_and_blurred_frames()))
+    with Operations() as operations:
+        estimate = gates.noise_sigma(images)
+    assert "sort.default" in {name for name in operations.names} and not any("kthvalue" in name for name in operations.names)
+    assert estimate.shape == (2,) and 15 < float(estimate[0]) * 255 < 25  # sigma 20 was added to the first
+
+
+def test_self_ensemble_checks_the_range_once_and_keeps_the_channels_last_layout(networks):
+    """Each of the 8 passes re-ran the UNet's input range check (a read from the device), and the 4 transposed
+    views reached it in neither channels_last nor contiguous layout."""
+    restorer = Restorer(networks, stages=("unet",), scale=1, device="cpu", fp32=True, deblur="always", self_ensemble=("unet",))
+    layouts: list[bool] = []
+    restorer.models["unet"].register_forward_pre_hook(
+        lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    with SyncCounter("cpu") as syncs:
+        restorer.restore(photo(32, 48))
+    assert layouts == [True] * 8
+    checks = [location for location in syncs.counts if "check_image_batch" in location]
+    assert len(checks) == 1 and checks[0].endswith("(_run)") and syncs.counts[checks[0]] == 1  # the input, on the host
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9 has only the legacy TF32 flags")
+def test_a_float32_run_works_after_the_new_tf32_api_was_used(networks):
+    """Once anything set torch >= 2.9's fp32_precision, reading the legacy allow_tf32 flags raises: every float32
+    path (--fp32, the float16 redo, training's cascade validation) crashed."""
+    settings = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    saved = [setting.fp32_precision for setting in settings]
+    seen: list[tuple[str, ...]] = []
+    restorer = Restorer(networks, stages=("dncnn",), scale=1, device="cpu", fp32=True, denoise="always")
+    restorer.models["dncnn"].register_forward_pre_hook(
+        lambda module, inputs: seen.append(tuple(setting.fp32_precision for setting in settings)))
+    try:
+        for setting in settings:
+            setting.fp32_precision = "tf32"  # as a notebook cell or another library may
+        restorer.restore(photo(40, 40))
+        after = tuple(setting.fp32_precision for setting in settings)
+    finally:
+        for setting, value in zip(settings, saved):
+            setting.fp32_precision = value
+    assert seen == [("ieee", "ieee")] and after == ("tf32", "tf32")

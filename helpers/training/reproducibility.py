@@ -28,10 +28,11 @@ def seed_everything(seed: int) -> None:
 def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
     """Inside the block, torch's deterministic kernels and no cuDNN autotuning (both restored after); a no-op if not enabled.
 
-    The CPU is reproducible without it. ``warn_only``: torch warns that reflection padding's backward
-    (kornia's SSIM window) has no deterministic CUDA kernel; there it only adds zeros, as SSIM's valid
-    window discards the padded border, so the sums do not depend on their order
-    (``python -m bench.gpu_check`` compares a resumed UNet run with an uninterrupted one on a GPU).
+    The CPU is reproducible without it. The networks' CUDA kernels without a deterministic version are avoided
+    (the SSIM loss filters its valid region only, without padding; the cascade computes EDSR's bicubic skip's
+    gradient as matrix products, ``helpers.cascade``), or add zeros only (the UNet's reflection padding of training
+    patches that are multiples of its 2**depth). ``warn_only``: any other such kernel warns instead of stopping a run
+    (``python -m bench.gpu_check`` compares resumed UNet and cascade runs with uninterrupted ones on a GPU).
     """
     if not enabled:
         yield
