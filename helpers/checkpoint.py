@@ -9,7 +9,10 @@ from one read of the file.
 A file is data, not trusted code: its structure is checked on load, its architecture arguments are
 bounded and its weights' shapes compared with those of the network they describe (built on the
 ``meta`` device, which allocates nothing) before the real network is built, so a hostile
-``channels=10**9`` fails in one line instead of allocating until memory runs out.
+``channels=10**9`` fails in one line instead of allocating until memory runs out. Before any tensor is
+read (``read_torch_file``), the zip directory's inflated sizes are bounded by what the declared network
+needs (a 17 MB file deflating to 3 GiB is refused, not inflated) and every record's CRC-32 is checked (a
+flipped bit is refused, not loaded as a changed weight). A save that fails for want of space says so.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import inspect
 import math
 import os
 import re
+import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -32,13 +37,21 @@ from .io import atomic_path
 from .models import MODELS, UnsharpMask, build_model
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "MAX_ARCH_VALUE", "CheckpointError", "LoadedWeights", "save_checkpoint", "load_checkpoint",
-    "load_weights", "load_model", "build_checked", "export_weights", "average_models",
+    "CHECKPOINT_FORMAT", "MAX_ARCH_VALUE", "MAX_PARAMETERS", "CheckpointError", "LoadedWeights", "save_checkpoint",
+    "read_torch_file", "load_checkpoint", "load_weights", "load_model", "build_checked", "check_fit", "export_weights", "average_models",
 ]
 
 CHECKPOINT_FORMAT = "image-repair-checkpoint/1"
 # Bound on every integer architecture argument (depth, channels, blocks, scale), checked before building.
 MAX_ARCH_VALUE = 4096
+# Bound on a network's parameter count (512 MiB of float32): the largest bundled or published one (EDSR large) has 43 M.
+MAX_PARAMETERS = 2**27
+# Inflated bytes of a torch file's records other than tensor data (its pickled structure: names, config, history).
+MAX_STRUCTURE_BYTES = 64 * 2**20
+# A checkpoint's tensors hold at most this many times its weights' float32 bytes (weights, Adam's two moments, room
+# to spare), plus the allowance (RNG states, step counters): the bound on what a file may inflate to.
+STATE_PER_WEIGHT_BYTES = 4 * 4
+STATE_ALLOWANCE_BYTES = 16 * 2**20
 
 
 class CheckpointError(ValueError):
@@ -62,28 +75,164 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     if missing:
         raise ValueError(f"{path}: checkpoint state lacks {sorted(missing)}")
     path = Path(path)
+    needed = _tensor_bytes(state) + STATE_ALLOWANCE_BYTES
+    _check_free_space(path, needed)
     with atomic_path(path) as temp:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, temp)
+        try:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, temp)
+        except (RuntimeError, OSError) as error:  # torch reports a full disk as "[enforce fail ...] unexpected pos"
+            raise _write_error(path, needed, error) from None
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate a checkpoint with ``weights_only=True``; clear errors for bad files."""
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in nested dicts, lists and tuples (the structures checkpoints are made of)."""
+    pending = [obj]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+
+
+def _tensor_bytes(state: Any) -> int:
+    storages = {}
+    for tensor in _tensors(state):
+        storage = tensor.untyped_storage()
+        storages[getattr(storage, "_checkpoint_offset", None) or storage.data_ptr() or id(storage)] = storage.nbytes()
+    return sum(storages.values())
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _check_free_space(path: Path, needed: int) -> None:
+    """Refuse before writing when the disk holding ``path`` has less free space than the file needs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise OSError(f"{path}: not saved: disk full ({_size_text(free)} free in {path.parent}, about "
+                      f"{_size_text(needed)} needed); the previous file, if any, is kept")
+
+
+def _write_error(path: Path, needed: int, error: BaseException) -> OSError:
+    """One line for a save that failed part-way: a full disk when it now is, else the write error."""
+    free = shutil.disk_usage(path.parent).free
+    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    cause = (f"disk full ({_size_text(free)} free in {path.parent}, about {_size_text(needed)} needed)" if free < needed
+             else f"write error in {path.parent} (disk full, quota or a failing disk: {reason[:120]})")
+    return OSError(f"{path}: not saved: {cause}; the previous file, if any, is kept")
+
+
+def _load_error(path: Path, error: BaseException) -> CheckpointError:
+    """torch.load's failure as one line: a refused pickle, or a file that is truncated or no torch file."""
+    if "Weights only load failed" in str(error):
+        return CheckpointError(
+            f"{path}: not a readable checkpoint: it holds Python objects that weights_only loading refuses "
+            "(a pickle can run code); load only files you made or trust"
+        )
+    reason = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines()[0] if str(error) else type(error).__name__
+    return CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file: {reason})")
+
+
+def _is_tensor_record(name: str) -> bool:
+    """torch.save names the record of tensor storage KEY ``ARCHIVE/data/KEY``."""
+    return re.fullmatch(r"[^/]+/data/\d+", name) is not None
+
+
+def _zip_directory(path: Path) -> list[zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file: "
+                              f"{(str(error).splitlines() or [type(error).__name__])[0]})") from None
+
+
+def _declared_tensor_bytes(path: Path, structure: Any) -> int:
+    """The bytes the structure's tensors declare (each storage once). Refuses a tensor that reaches past its storage
+    or holds more values than it (a stride-0 view of one stored value would become real at the first copy)."""
+    storages = {}
+    for tensor in _tensors(structure):
+        storage, size = tensor.untyped_storage(), tensor.element_size()
+        last = tensor.storage_offset() + sum((length - 1) * stride for length, stride in zip(tensor.shape, tensor.stride()))
+        if tensor.numel() and max(last + 1, tensor.numel()) * size > storage.nbytes():
+            raise CheckpointError(f"{path}: a tensor of shape {list(tensor.shape)} is larger than its stored data (a "
+                                  "stretched view no torch.save of weights writes); refused before reading")
+        storages[getattr(storage, "_checkpoint_offset", id(storage))] = storage.nbytes()
+    return sum(storages.values())
+
+
+def read_torch_file(
+    path: str | os.PathLike, allowed_tensor_bytes: Callable[[Any], int], map_location: str | torch.device = "cpu"
+) -> Any:
+    """``torch.load(weights_only=True)`` of a zip-format torch file, its cost bounded before any tensor is inflated.
+
+    In order: the zip directory (records other than tensor data inflate to ``MAX_STRUCTURE_BYTES`` at most); the
+    structure alone (loaded to the ``meta`` device: no tensor data is read), given to ``allowed_tensor_bytes``,
+    which checks it and returns what the network it declares may need, the bound on both the tensor records'
+    inflated sizes and the sizes the structure declares (a tensor larger than its data is refused); every
+    record's CRC-32; then the load. Raises CheckpointError (one line, naming ``path``).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    records = _zip_directory(path)
+    structure_bytes = sum(info.file_size for info in records if not _is_tensor_record(info.filename))
+    if structure_bytes > MAX_STRUCTURE_BYTES:
+        raise CheckpointError(f"{path}: its structure inflates to {_size_text(structure_bytes)} (at most "
+                              f"{_size_text(MAX_STRUCTURE_BYTES)}); refused before reading (a damaged or hostile file)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        structure = torch.load(path, map_location="meta", weights_only=True)
     except Exception as error:
-        if "Weights only load failed" in str(error):
-            raise CheckpointError(
-                f"{path}: not a readable checkpoint: it holds Python objects that weights_only loading refuses "
-                "(a pickle can run code); load only files you made or trust"
-            ) from None
-        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file: {reason})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an image-repair checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+        raise _load_error(path, error) from None
+    allowed = allowed_tensor_bytes(structure)
+    stored = sum(info.file_size for info in records if _is_tensor_record(info.filename))
+    declared = _declared_tensor_bytes(path, structure)
+    if max(stored, declared) > allowed:
+        raise CheckpointError(
+            f"{path}: its tensors inflate to {_size_text(max(stored, declared))}, more than the network it declares "
+            f"needs ({_size_text(allowed)} at most); refused before reading (a damaged or hostile file)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"{path}: damaged ({(str(error).splitlines() or [type(error).__name__])[0]}); "
+                              "use another copy or retrain") from None
+    if damaged is not None:
+        raise CheckpointError(f"{path}: damaged: record {damaged} fails its CRC-32 check (bit rot or a bad copy); "
+                              "use another copy (e.g. best.pt) or retrain")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise _load_error(path, error) from None
+
+
+def _checkpoint_budget(path: Path) -> Callable[[Any], int]:
+    """``read_torch_file``'s bound for a checkpoint: its structure checked, its weights fitting the declared network."""
+    def allowed(state: Any) -> int:
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not an image-repair checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+        _check_structure(path, state)
+        if state["arch"]["name"].lower() in MODELS:
+            check_fit(path, state["arch"], state["model"])
+        parameters = sum(tensor.numel() for tensor in state["model"].values())
+        if parameters > MAX_PARAMETERS:
+            raise CheckpointError(f"{path}: {parameters:,} weights, more than any network here ({MAX_PARAMETERS:,} at "
+                                  "most); refused before reading (a damaged or hostile file)")
+        return STATE_PER_WEIGHT_BYTES * parameters + STATE_ALLOWANCE_BYTES
+    return allowed
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint with ``weights_only=True`` (``read_torch_file``); clear errors for bad files."""
+    path = Path(path)
+    state = read_torch_file(path, _checkpoint_budget(path), map_location)
     _check_structure(path, state)
     return state
 
@@ -104,7 +253,7 @@ def _check_structure(path: Path, state: dict[str, Any]) -> None:
 
 
 def _check_arch_value(path: Path, name: str, key: str, value: Any) -> None:
-    """Architecture arguments are small plain values: bounded integers, finite floats, short strings and lists."""
+    """Architecture arguments are small plain values: bounded integers, finite floats, short strings and flat lists of them."""
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, int) and 0 <= value <= MAX_ARCH_VALUE:
@@ -113,8 +262,8 @@ def _check_arch_value(path: Path, name: str, key: str, value: Any) -> None:
         return
     if isinstance(value, str) and len(value) <= 64:
         return
-    if isinstance(value, (list, tuple)) and len(value) <= 16:
-        for item in value:
+    if isinstance(value, (list, tuple)) and len(value) <= 16 and not any(isinstance(item, (list, tuple)) for item in value):
+        for item in value:  # a flat list of bounded values (the gated UNet's blocks per level, a colour)
             _check_arch_value(path, name, key, item)
         return
     bound = f"outside 0..{MAX_ARCH_VALUE}" if isinstance(value, int) else "not a bounded number, short string or list"
@@ -141,11 +290,18 @@ def _state_shapes(weights: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]
     return {key: tuple(value.shape) for key, value in weights.items()}
 
 
-def build_checked(path: str | os.PathLike, arch: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
-    """Build the network ``arch`` describes only once its arguments are bounded and ``weights`` fit it.
+def build_checked(path: str | os.PathLike, arch: dict[str, Any], weights: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Build the network ``arch`` describes only once its arguments and size are bounded and ``weights`` fit it
+    (``check_fit``); the real (CPU) network is returned with ``weights`` not yet loaded."""
+    check_fit(path, arch, weights)
+    return build_model(arch["name"], **arch["kwargs"])
 
-    The shapes are compared on a ``meta``-device build, which allocates no memory; the real (CPU)
-    network is returned with ``weights`` not yet loaded. Raises CheckpointError naming ``path``.
+
+def check_fit(path: str | os.PathLike, arch: dict[str, Any], weights: Mapping[str, torch.Tensor]) -> None:
+    """Refuse (CheckpointError naming ``path``) unknown or unbounded ``arch`` arguments, a network of more than
+    ``MAX_PARAMETERS`` weights, and ``weights`` whose names or shapes do not fit it (meta tensors will do).
+
+    The network is built on the ``meta`` device, which allocates no memory.
     """
     path = Path(path)
     name, kwargs = arch["name"], arch["kwargs"]
@@ -182,7 +338,10 @@ def build_checked(path: str | os.PathLike, arch: dict[str, Any], weights: dict[s
             else f"{differing[0]} is {list(found[differing[0]])}, the network needs {list(expected[differing[0]])}"
         )
         raise CheckpointError(f"{path}: weights do not fit {name} {kwargs}: {detail}")
-    return build_model(name, **kwargs)
+    parameters = sum(math.prod(shape) for shape in expected.values())
+    if parameters > MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: {name} {kwargs} has {parameters:,} weights, more than any network here "
+                              f"({MAX_PARAMETERS:,} at most); refused before building (a damaged or hostile file)")
 
 
 def load_weights(

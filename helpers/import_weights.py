@@ -14,13 +14,18 @@ convolutions, with ``pad_colour`` set to what their first convolution saw beyond
   it becomes ``EDSR(upsample_skip=False)``. Verified against the file's published structure only: no
   copy of the real file was at hand.
 
-Bad files are refused with one ``WeightsImportError`` line naming the file and the problem.
+Bad files are refused with one ``WeightsImportError`` line naming the file and the problem. A file is
+data: HDF5 links, external or virtual storage (which would copy other files into the weights) are refused,
+and what a file may inflate to is bounded before it is inflated (``MAX_TOTAL_ELEMENTS`` values for a
+MATLAB file; for a PyTorch file, what the EDSR its shapes declare needs: ``helpers.checkpoint.read_torch_file``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +35,7 @@ import scipy.io
 import torch
 from torch import nn
 
-from .checkpoint import CHECKPOINT_FORMAT, export_weights
+from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, check_fit, export_weights, read_torch_file
 from .models import EDSR, IMAGENET_MEAN, IMAGENET_STD, DnCNN
 
 __all__ = [
@@ -44,7 +49,11 @@ __all__ = [
 ]
 
 MAX_FILE_BYTES = 1 << 30  # the published files are 3 MB (DnCNN) to 160 MB (EDSR large)
-MAX_ARRAY_ELEMENTS = 1 << 26  # per weight array, checked before an HDF5 array is read
+MAX_ARRAY_ELEMENTS = 1 << 24  # per weight array (128 MiB as float64), checked before an HDF5 array is read
+MAX_TOTAL_ELEMENTS = 1 << 25  # all arrays of a MATLAB file together (the published DnCNN-3, the largest, has 0.67 M)
+# HDF5 storage kept inside the file: contiguous, chunked, or compact (in the object header, at most 64 KiB)
+INTERNAL_LAYOUTS = {h5py.h5d.CONTIGUOUS: "contiguous", h5py.h5d.CHUNKED: "chunked", h5py.h5d.COMPACT: "compact"}
+V5_HEADER_BYTES, V5_COMPRESSED = 128, 15  # a MATLAB v5 file's header; the tag type of its zlib-compressed elements
 MAX_LAYERS = 10_000
 LAYER_FIELDS = ("type", "name", "weights", "pad", "stride", "dilate", "leak")  # what the importers read of a layer
 EDSR_RGB_RANGE = 255.0  # EDSR-PyTorch's --rgb_range of the published models
@@ -96,40 +105,74 @@ def read_matconvnet(path: str | Path) -> list[dict[str, Any]]:
 def _read_v73(path: Path) -> list[dict[str, Any]]:
     """``net.layers`` of a v7.3 file: a cell array of object references to structs of char/numeric datasets."""
     with h5py.File(path, "r") as file:
-        net = file.get("net")
-        if not isinstance(net, h5py.Group) or not isinstance(net.get("layers"), h5py.Dataset):
+        reader = _V73Reader(path)
+        net = reader.member(file, "net")
+        if not isinstance(net, h5py.Group) or not isinstance(reader.member(net, "layers"), h5py.Dataset):
             raise _refuse(path, f"no MatConvNet 'net.layers' (variables: {', '.join(k for k in file if k != '#refs#')})")
-        references = net["layers"]
+        references = reader.member(net, "layers")
+        reader.check_storage(references)
         if references.dtype != h5py.ref_dtype or references.size > MAX_LAYERS:
             raise _refuse(path, "net.layers is not a cell array of layers (a DagNN network? only SimpleNN is read)")
-        return [_v73_layer(path, file[reference]) for reference in references[()].ravel()]
+        return [reader.layer(file[reference]) for reference in references[()].ravel()]
 
 
-def _v73_value(path: Path, item: Any) -> Any:
-    """A char dataset as str; a cell of references as a list of values; a numeric one as an array in MATLAB order."""
-    kind = item.attrs.get("MATLAB_class", b"")
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-    if not isinstance(item, h5py.Dataset):
-        raise _refuse(path, f"{item.name}: expected an array, found a {kind or 'group'}")
-    if item.size > MAX_ARRAY_ELEMENTS:
-        raise _refuse(path, f"{item.name} holds {item.size:,} values, more than any layer of a published model")
-    if item.attrs.get("MATLAB_empty", 0):  # an empty value is stored as its dimensions
-        return {"char": "", "cell": []}.get(kind, np.zeros(0))
-    if kind == "char":
-        return "".join(map(chr, item[()].ravel()))
-    if kind == "cell":
-        return [_v73_value(path, item.file[reference]) for reference in item[()].ravel()]
-    return np.asarray(item[()]).T  # h5py reads MATLAB's column-major arrays with their axes reversed
+class _V73Reader:
+    """Reads MATLAB values from an HDF5 file that is data, not a map of the disk: only hard links are followed,
+    only storage inside the file is read, and the values of all arrays together are bounded before reading."""
 
+    def __init__(self, path: Path) -> None:
+        self.path, self.values = path, 0
 
-def _v73_layer(path: Path, group: Any) -> dict[str, Any]:
-    if not isinstance(group, h5py.Group):
-        raise _refuse(path, f"{group.name}: a layer is not a struct")
-    return {key: _v73_value(path, group[key]) for key in LAYER_FIELDS if key in group}
+    def member(self, group: Any, name: str) -> Any:
+        """``group[name]`` when it is a hard link (a soft or external link may name another object or file)."""
+        link = group.get(name, getlink=True)
+        if link is not None and not isinstance(link, h5py.HardLink):
+            raise _refuse(self.path, f"{group.name.rstrip('/')}/{name} is a {type(link).__name__}; only plain "
+                                     "HDF5 members are read (a link may reach into other files)")
+        return group.get(name)
+
+    def check_storage(self, dataset: Any) -> None:
+        """Refuse datasets whose data lies outside the file (external files, virtual datasets) or in another layout."""
+        plist = dataset.id.get_create_plist()
+        layout = plist.get_layout()
+        if plist.get_external_count() or layout not in INTERNAL_LAYOUTS:
+            kind = "external storage" if plist.get_external_count() else "a virtual or unknown layout"
+            raise _refuse(self.path, f"{dataset.name} keeps its data in {kind}; only data stored inside the file is "
+                                     "read (external storage would copy another file into the weights)")
+
+    def value(self, item: Any) -> Any:
+        """A char dataset as str; a cell of references as a list of values; a numeric one as an array in MATLAB order."""
+        kind = item.attrs.get("MATLAB_class", b"")
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if not isinstance(item, h5py.Dataset):
+            raise _refuse(self.path, f"{item.name}: expected an array, found a {kind or 'group'}")
+        self.check_storage(item)
+        if item.size > MAX_ARRAY_ELEMENTS:
+            raise _refuse(self.path, f"{item.name} holds {item.size:,} values, more than any layer of a published model")
+        self.values += item.size
+        if self.values > MAX_TOTAL_ELEMENTS:
+            raise _refuse(self.path, f"its arrays hold more than {MAX_TOTAL_ELEMENTS:,} values together, more than any "
+                                     "published model; refused before reading them")
+        if item.attrs.get("MATLAB_empty", 0):  # an empty value is stored as its dimensions
+            return {"char": "", "cell": []}.get(kind, np.zeros(0))
+        if kind == "char":
+            return "".join(map(chr, item[()].ravel()))
+        if kind == "cell":
+            return [self.value(item.file[reference]) for reference in item[()].ravel()]
+        return np.asarray(item[()]).T  # h5py reads MATLAB's column-major arrays with their axes reversed
+
+    def layer(self, group: Any) -> dict[str, Any]:
+        if not isinstance(group, h5py.Group):
+            raise _refuse(self.path, f"{group.name}: a layer is not a struct")
+        return {key: self.value(self.member(group, key)) for key in LAYER_FIELDS if key in group}
 
 
 def _read_v5(path: Path) -> list[dict[str, Any]]:
-    """``net.layers`` of a v5 file (scipy.io.loadmat, without squeezing so shapes stay MATLAB's)."""
+    """``net.layers`` of a v5 file (scipy.io.loadmat, without squeezing so shapes stay MATLAB's), once what its
+    compressed elements inflate to is known to be bounded."""
+    if _v5_inflated_bytes(path, 8 * MAX_TOTAL_ELEMENTS) > 8 * MAX_TOTAL_ELEMENTS:
+        raise _refuse(path, f"its compressed variables inflate to more than {8 * MAX_TOTAL_ELEMENTS:,} bytes, more than "
+                            "any published model; refused before inflating them")
     contents = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=False, variable_names=["net"])
     if "net" not in contents:
         raise _refuse(path, "no MatConvNet 'net' variable")
@@ -137,6 +180,28 @@ def _read_v5(path: Path) -> list[dict[str, Any]]:
     if not hasattr(net, "layers"):
         raise _refuse(path, "no MatConvNet 'net.layers'")
     return [_v5_layer(path, cell) for cell in np.asarray(net.layers).ravel()]
+
+
+def _v5_inflated_bytes(path: Path, limit: int) -> int:
+    """What a v5 file's zlib-compressed elements inflate to (at least ``limit + 1`` once above it), measured in
+    bounded chunks that are not kept. Uncompressed elements are bounded by the file's size."""
+    total = 0
+    with open(path, "rb") as handle:
+        header = handle.read(V5_HEADER_BYTES)
+        order = "<u4" if header[126:128] == b"IM" else ">u4"
+        while total <= limit and len(tag := handle.read(8)) == 8:
+            kind, size = (int(value) for value in np.frombuffer(tag, dtype=order))
+            if kind != V5_COMPRESSED:
+                handle.seek(size + (-size) % 8, 1)
+                continue
+            inflater, remaining = zlib.decompressobj(), size
+            while remaining and total <= limit and (data := handle.read(min(remaining, 1 << 16))):
+                remaining -= len(data)
+                while data and total <= limit and not inflater.eof:
+                    total += len(inflater.decompress(data, 1 << 20))
+                    data = inflater.unconsumed_tail
+            handle.seek(remaining, 1)
+    return total
 
 
 def _v5_value(value: Any) -> Any:
@@ -161,9 +226,13 @@ def _conv_weights(path: Path, index: int, layer: dict[str, Any]) -> tuple[np.nda
     """A 3x3 / stride 1 / pad 1 conv layer's (filters in torch order (out, in, kH, kW), bias), or a refusal."""
     where = f"layer {index + 1} ({layer.get('name', '?')})"
     weights = layer.get("weights", [])
-    if len(weights) != 2:
-        raise _refuse(path, f"{where}: expected filters and biases, found {len(weights)} arrays")
-    filters, bias = (np.asarray(array, dtype=np.float64) for array in weights)
+    if not isinstance(weights, list) or len(weights) != 2:
+        found = f"{len(weights)} arrays" if isinstance(weights, list) else f"a {np.asarray(weights).shape} array, not a cell"
+        raise _refuse(path, f"{where}: expected 'weights' to be a cell of filters and biases, found {found}")
+    try:
+        filters, bias = (np.asarray(array, dtype=np.float64) for array in weights)
+    except (TypeError, ValueError):
+        raise _refuse(path, f"{where}: its filters and biases are not numeric arrays") from None
     filters = filters.reshape(filters.shape + (1,) * (4 - filters.ndim))  # MATLAB drops trailing singleton axes
     if filters.ndim != 4 or filters.shape[:2] != (3, 3) or bias.size != filters.shape[3]:
         raise _refuse(path, f"{where}: expected 3x3 filters with one bias per output, found {filters.shape} and {bias.size} biases")
@@ -216,38 +285,82 @@ def import_dncnn_matconvnet(path: str | Path) -> DnCNN:
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The file's state dict, its size bounded first by the EDSR its shapes declare (``read_torch_file``). Files in
+    PyTorch's legacy format (before 1.6, like the published EDSR files) are not compressed: the file-size limit
+    bounds them, and ``_edsr_layout`` checks their shapes before anything is built."""
     _check_file(path)
+    if not zipfile.is_zipfile(path):
+        try:
+            return _state_dict(path, torch.load(path, map_location="cpu", weights_only=True))
+        except WeightsImportError:
+            raise
+        except Exception as error:
+            raise _refuse(path, f"not a readable PyTorch file (truncated or another format: {_first_line(error)})") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise _refuse(path, f"not a readable PyTorch file (truncated or another format: {_first_line(error)})") from None
+        return read_torch_file(path, lambda structure: _edsr_bytes(path, _state_dict(path, structure)))
+    except CheckpointError as error:
+        raise WeightsImportError(str(error)) from None
+
+
+def _state_dict(path: Path, state: Any) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         raise _refuse(path, "already a checkpoint of this project: load it directly")
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise _refuse(path, "not a state dict (a dict of tensors)")
+    for key, value in state.items():
+        if value.numel() * value.element_size() > value.untyped_storage().nbytes():
+            raise _refuse(path, f"{key}: a tensor of shape {list(value.shape)} larger than its stored data (a stretched view)")
     return state
 
 
+def _edsr_bytes(path: Path, state: dict[str, torch.Tensor]) -> int:
+    """The float32 bytes of the EDSR a state dict's shapes declare, once its layout is bounded and every shape fits."""
+    _edsr_layout(path, state)
+    return 4 * (sum(tensor.numel() for tensor in _renamed(state).values()) + 2 * (9 + 3))  # the network, two MeanShifts
+
+
 def _edsr_layout(path: Path, state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Blocks, features, scale and residual scaling of an EDSR-PyTorch state dict, read from its keys and shapes."""
-    if "head.0.weight" not in state:
+    """Blocks, features, scale and residual scaling of an EDSR-PyTorch state dict, read from its keys and shapes.
+
+    The layout is checked as a checkpoint's would be (``check_fit``: bounded arguments and size, every shape
+    fitting) on the meta device, so a hostile shape fails here in one line instead of building a huge network.
+    """
+    head = state.get("head.0.weight")
+    if head is None:
         raise _refuse(path, "not an EDSR-PyTorch state dict (no 'head.0.weight')")
-    channels = state["head.0.weight"].shape[0]
+    if head.ndim != 4 or head.shape[0] < 1:
+        raise _refuse(path, f"head.0.weight has shape {list(head.shape)}, not the (features, 3, 3, 3) of a convolution")
+    channels = head.shape[0]
     num_blocks = sum(1 for key in state if re.fullmatch(r"body\.\d+\.body\.0\.weight", key))
     upsample = [state[key] for key in sorted(k for k in state if re.fullmatch(r"tail\.0\.\d+\.weight", k))]
-    factors = [weight.shape[0] // channels for weight in upsample]
+    factors = [weight.shape[0] // channels if weight.ndim else 0 for weight in upsample]
     scale = {(4,): 2, (9,): 3, (4, 4): 4, (4, 4, 4): 8}.get(tuple(factors))
     if scale is None:
         raise _refuse(path, f"not an EDSR upsampler: its convolutions give {factors} x {channels} features")
     # The residual scaling is no weight; the published models use 0.1 for the large EDSR (32 blocks, 256 features).
     res_scale = 0.1 if (num_blocks, channels) == (32, 256) else 1.0
-    return {"scale": scale, "num_blocks": num_blocks, "channels": channels, "res_scale": res_scale}
+    layout = {"scale": scale, "num_blocks": num_blocks, "channels": channels, "res_scale": res_scale}
+    try:
+        check_fit(path, {"name": "edsr", "kwargs": {**layout, "upsample_skip": False}}, _renamed(state))
+    except CheckpointError as error:
+        raise WeightsImportError(str(error).replace("weights do not fit", "not EDSR-PyTorch's EDSR: its weights do not fit")) from None
+    return layout
 
 
-def _mean_shift(state: dict[str, torch.Tensor], name: str, sign: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _renamed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """EDSR-PyTorch's names as this project's EDSR's (``head.0.`` -> ``head.``), without the MeanShift layers."""
+    return {("head." + key[len("head.0."):] if key.startswith("head.0.") else key): value
+            for key, value in state.items() if not key.startswith(("sub_mean.", "add_mean."))}
+
+
+def _mean_shift(path: Path, state: dict[str, torch.Tensor], name: str, sign: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A MeanShift 1x1 conv as (3x3 matrix, bias) in float64; EDSR-PyTorch's defaults when the keys are absent."""
     if f"{name}.weight" in state:
-        return state[f"{name}.weight"].double().reshape(3, 3), state[f"{name}.bias"].double()
+        weight, bias = state[f"{name}.weight"], state.get(f"{name}.bias", torch.zeros(0))
+        if weight.numel() != 9 or bias.numel() != 3:
+            raise _refuse(path, f"{name} has {weight.numel()} weights and {bias.numel()} biases, not the 3x3 and 3 of "
+                                "EDSR's MeanShift")
+        return weight.double().reshape(3, 3), bias.double().reshape(3)
     return torch.eye(3, dtype=torch.float64), sign * EDSR_RGB_RANGE * torch.tensor(EDSR_DIV2K_MEAN, dtype=torch.float64)
 
 
@@ -261,21 +374,13 @@ def import_edsr_pytorch(path: str | Path) -> EDSR:
     """
     path = Path(path)
     state = _load_state_dict(path)
-    (shift, offset), (shift_out, offset_out) = _mean_shift(state, "sub_mean", -1.0), _mean_shift(state, "add_mean", 1.0)
+    (shift, offset), (shift_out, offset_out) = _mean_shift(path, state, "sub_mean", -1.0), _mean_shift(path, state, "add_mean", 1.0)
     try:
         pad_colour = torch.linalg.solve(shift, -offset) / EDSR_RGB_RANGE  # the input their head sees as zero
     except RuntimeError:
         raise _refuse(path, "sub_mean is not invertible: not EDSR's MeanShift") from None
     model = EDSR(**_edsr_layout(path, state), upsample_skip=False, pad_colour=tuple(pad_colour.tolist()))
-    ours = model.state_dict()
-    renamed = {("head." + key[len("head.0."):] if key.startswith("head.0.") else key): value.double()
-               for key, value in state.items() if not key.startswith(("sub_mean.", "add_mean."))}
-    missing, unexpected = sorted(set(ours) - set(renamed)), sorted(set(renamed) - set(ours))
-    if missing or unexpected:
-        raise _refuse(path, f"not EDSR-PyTorch's EDSR: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for key, value in renamed.items():
-        if value.shape != ours[key].shape:
-            raise _refuse(path, f"{key}: expected shape {tuple(ours[key].shape)}, found {tuple(value.shape)}")
+    renamed = {key: value.double() for key, value in _renamed(state).items()}
 
     mean, std = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
     head, head_bias = renamed["head.weight"], renamed["head.bias"]

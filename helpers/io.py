@@ -9,11 +9,17 @@ temporary files a killed run left behind are removed on the next write.
 Hostile files are refused before memory is spent: an image's size is read from
 its header (Pillow) and checked against a pixel limit and the file's size before
 anything is decoded; what a file is (image or video) is decided by its content.
+
+One writer at a time: ``atomic_path`` holds an exclusive lock (``exclusive_lock``, fcntl.flock) on its
+destination while writing, and a second process writing the same file is refused naming the holder's PID.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
+import math
 import os
 import re
 import tempfile
@@ -28,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".avif")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 # 67 megapixels: every 8K frame (7680x4320, 33 MP) and camera photos up to 61 MP pass; a 30000x30000 bomb does not.
 DEFAULT_MAX_PIXELS = 8192 * 8192
@@ -40,6 +46,14 @@ EXIF_ORIENTATION_TAG = 0x0112
 # Formats whose EXIF orientation OpenCV ignores with IMREAD_UNCHANGED; libtiff applies a TIFF's own orientation.
 EXIF_ORIENTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
 PARTIAL_MARKER = ".partial"  # in the names of atomic_path's temporary files
+# ISO base media files (the MP4 family) whose major brand makes them still images: HEIF/HEIC and AVIF.
+IMAGE_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC",
+                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+# The rates OpenCV's MPEG-4 (mp4v) writer opens at: above 1/1000 fps (measured), up to 65535 (its time base's
+# largest denominator).
+MIN_FPS, MAX_FPS = 0.001, 65535.0
+# Codecs whose every packet is a whole JPEG: their frame sizes are read from each packet before it is decoded.
+JPEG_CODECS = ("MJPG", "mjpg", "JPEG", "jpeg", "AVRN", "LJPG", "dmb1")
 CONVERSION_ROWS = 256  # tensor_to_image converts this many rows at a time (bounded temporaries)
 
 
@@ -65,6 +79,7 @@ class ImageHeader:
     width: int
     height: int
     orientation: int = 1
+    animated: bool = False  # more than one frame (GIF, WebP, APNG): only the first is read
 
 
 def _exif_orientation(image: Image.Image) -> int:
@@ -101,14 +116,16 @@ def read_image_header(path: str | os.PathLike, max_pixels: int | None = DEFAULT_
         with _PILLOW_WARNINGS, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                header = ImageHeader(image.format or "?", *image.size, orientation=_exif_orientation(image))
+                header = ImageHeader(image.format or "?", *image.size, orientation=_exif_orientation(image),
+                                     animated=bool(getattr(image, "is_animated", False)))
     except Image.DecompressionBombError as error:  # Pillow's own ceiling, above any max_pixels we accept
         raise ImageReadError(f"{path}: refused before decoding: {error}") from None
     except Exception:  # what Pillow cannot parse raises one of several types (UnidentifiedImageError, OSError, SyntaxError)
         with open(path, "rb") as handle:
-            video = _video_description(handle.read(16))  # an image's own signature says nothing once Pillow failed
+            found = _video_description(handle.read(16))  # an image's own signature says nothing once Pillow failed
         raise ImageReadError(
-            f"{path}: not an image: its content is {video}" if video
+            f"{path}: its content is {found}, a format not read here (convert it to PNG or JPEG)" if found and found.endswith("image")
+            else f"{path}: not an image: its content is {found}" if found
             else f"{path}: not a readable image (corrupt, truncated or unsupported format)"
         ) from None
     pixels = header.width * header.height
@@ -154,13 +171,18 @@ def describe_content(path: str | os.PathLike) -> str | None:
 
 
 def _video_description(head: bytes) -> str | None:
-    """'an MP4/MOV video', 'an AVI video', 'a Matroska video', or None."""
+    """'an MP4/MOV video', 'an AVI video', 'a Matroska video', a HEIC/HEIF/AVIF image (MP4's file family), or None."""
+    if head[4:8] == b"ftyp" and head[8:12] in IMAGE_BRANDS:
+        return f"a {IMAGE_BRANDS[head[8:12]]} image"
     container = video_container(head)
     return f"{'a' if container == 'Matroska' else 'an'} {container} video" if container else None
 
 
 def video_container(head: bytes) -> str | None:
-    """The container named by a file's first 12+ bytes: 'MP4/MOV', 'AVI', 'Matroska', or None."""
+    """The container named by a file's first 12+ bytes: 'MP4/MOV', 'AVI', 'Matroska', or None (a HEIC or AVIF image,
+    whose ``ftyp`` box names an image brand, is no video)."""
+    if head[4:8] == b"ftyp" and head[8:12] in IMAGE_BRANDS:
+        return None
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
         return "MP4/MOV"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
@@ -171,8 +193,9 @@ def video_container(head: bytes) -> str | None:
 
 
 def is_input_name(path: Path) -> bool:
-    """False for hidden files and this program's temporary ``.partial`` files, which are never inputs."""
-    return not path.name.startswith(".") and f"{PARTIAL_MARKER}." not in path.name
+    """False for hidden files, which include this program's temporary files (``atomic_path``) and locks; a user's
+    ``a.partial.png`` is an input like any other."""
+    return not path.name.startswith(".")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -186,7 +209,8 @@ def is_video_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Sorted image files directly inside ``folder`` (hidden and ``.partial`` files skipped); raises if none."""
+    """Sorted image files directly inside ``folder`` (hidden files, this program's temporary files among them,
+    skipped); raises if none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
@@ -241,8 +265,8 @@ def remove_stale_partials(destination: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that ``atomic_path`` left for ``destination`` when a run was killed.
 
     Matched by the exact pattern of its own names (``.STEM.XXXXXXXX.partial.SUFFIX``, mkstemp's 8 random
-    characters), so no other file is touched. A concurrent writer of the same destination would lose its
-    temporary file; two writers of one destination race anyway. Returns what was removed.
+    characters), so no other file is touched. ``atomic_path`` calls it holding the destination's lock, so a
+    concurrent writer's temporary file is never taken for a stale one. Returns what was removed.
     """
     destination = Path(destination)
     pattern = re.compile(rf"\.{re.escape(destination.stem)}\.[A-Za-z0-9_]{{8}}{PARTIAL_MARKER}{re.escape(destination.suffix)}")
@@ -265,18 +289,71 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(destination)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{destination.stem}.", suffix=f"{PARTIAL_MARKER}{destination.suffix}", dir=destination.parent
-    )
-    os.close(handle)
-    temp_path = Path(temp_name)
-    os.chmod(temp_path, _DEFAULT_FILE_MODE)  # mkstemp makes 0600 files; outputs get the usual umask'd mode
+    with exclusive_lock(destination):
+        remove_stale_partials(destination)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{destination.stem}.", suffix=f"{PARTIAL_MARKER}{destination.suffix}", dir=destination.parent
+        )
+        os.close(handle)
+        temp_path = Path(temp_name)
+        os.chmod(temp_path, _DEFAULT_FILE_MODE)  # mkstemp makes 0600 files; outputs get the usual umask'd mode
+        try:
+            yield temp_path
+            os.replace(temp_path, destination)
+        finally:
+            temp_path.unlink(missing_ok=True)
+
+
+class DestinationBusyError(OSError):
+    """Another process holds the lock on a destination: one writer at a time."""
+
+
+_LOCKS_HELD: set[Path] = set()  # lock files this process holds (``exclusive_lock`` is reentrant)
+
+
+@contextlib.contextmanager
+def exclusive_lock(target: str | os.PathLike, lock_file: str | os.PathLike | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``target`` for the block: ``fcntl.flock`` on ``lock_file`` (default ``.NAME.lock``
+    beside it), which records the holder's PID. A second process is refused at once with DestinationBusyError (one
+    line naming the holder's PID); the lock dies with its process, however it ends, and the file is removed on exit.
+    On a file system that has no locks the block runs unlocked. Reentrant within a process: a block nested in
+    one holding the same lock runs under it (``python -m helpers train`` locks the run folder, ``fit`` again).
+    """
+    target = Path(target)
+    lock = Path(lock_file) if lock_file is not None else target.parent / f".{target.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    held = lock.resolve()
+    if held in _LOCKS_HELD:
+        yield
+        return
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise DestinationBusyError(
+                f"{target}: another process (PID {holder}) is writing it; wait for it to finish or write elsewhere"
+            ) from None
+        except OSError:  # a file system without locks (some network and FUSE mounts): written unlocked, as before
+            os.close(descriptor)
+            lock.unlink(missing_ok=True)
+            yield
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(descriptor).st_ino == os.stat(lock).st_ino:
+                break  # locked the file that is in place, not one its last holder removed meanwhile
+        os.close(descriptor)
+    _LOCKS_HELD.add(held)
     try:
-        yield temp_path
-        os.replace(temp_path, destination)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
     finally:
-        temp_path.unlink(missing_ok=True)
+        _LOCKS_HELD.discard(held)
+        lock.unlink(missing_ok=True)
+        os.close(descriptor)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
@@ -359,28 +436,63 @@ class VideoFrames:
     container's figure (OpenCV's); ``fps`` is 25 where the container records none. Iterating to the end
     compares the frames decoded (``decoded``) with ``frame_count``: a shortfall raises VideoReadError when
     the container's count is exact (truncated or corrupt file), else ``shortfall()`` describes it.
+
+    OpenCV scales every frame to the first one's size without a word; where the codec's packets are whole
+    JPEGs (MJPEG, ``JPEG_CODECS``), each frame's size is read from its packet before it is decoded, and one
+    of another size raises VideoReadError (other codecs keep OpenCV's scaling: their size is not visible).
     """
 
-    def __init__(self, path: Path, capture: cv2.VideoCapture, first_frame: np.ndarray, container: str) -> None:
-        self.path, self.container = path, container
+    def __init__(
+        self, path: Path, capture: cv2.VideoCapture, first_frame: np.ndarray, container: str, max_pixels: int | None = None
+    ) -> None:
+        self.path, self.container, self.max_pixels = path, container, max_pixels
         self._capture = capture
         self._first_frame: np.ndarray | None = first_frame
         self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
         self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.height, self.width = first_frame.shape[:2]
         self.decoded = 0
+        codec = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+        self._packets = (
+            cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1]) if codec in JPEG_CODECS else None
+        )
+
+    def _check_next_size(self) -> None:
+        """The next packet's JPEG header against the first frame's size (JPEG codecs only), before it is decoded."""
+        if self._packets is None:
+            return
+        ok, packet = self._packets.read()
+        if not ok or packet is None:
+            return
+        try:
+            with Image.open(io.BytesIO(packet.tobytes())) as header:
+                width, height = header.size
+        except Exception:  # not parseable here: the decoder will say what is wrong with it
+            return
+        if (width, height) == (self.width, self.height):
+            return
+        limit = (f" and above the limit of {self.max_pixels:,} pixels"
+                 if self.max_pixels is not None and width * height > self.max_pixels else "")
+        raise VideoReadError(
+            f"{self.path}: frame {self.decoded + 1} is {width}x{height}{limit}, the first {self.width}x{self.height}: "
+            "frames that change size are refused (OpenCV would silently scale them to the first one's size)"
+        )
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
+            self._check_next_size()  # the first packet: the first frame itself, decoded already
             frame = self._first_frame
             self._first_frame = None
             while frame is not None:
                 self.decoded += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                self._check_next_size()
                 ok, frame = self._capture.read()
                 frame = frame if ok else None
         finally:
             self._capture.release()
+            if self._packets is not None:
+                self._packets.release()
         if self.decoded < self.frame_count and self.container in EXACT_FRAME_COUNT_CONTAINERS:
             raise VideoReadError(
                 f"{self.path}: only {self.decoded} of the {self.frame_count} frames its {self.container} container "
@@ -426,7 +538,7 @@ def read_video_frames(path: str | os.PathLike, max_pixels: int | None = DEFAULT_
     if not ok or frame is None:
         capture.release()
         raise VideoReadError(f"{path}: not a readable video (corrupt, truncated or unsupported codec)")
-    return VideoFrames(path, capture, frame, container)
+    return VideoFrames(path, capture, frame, container, max_pixels)
 
 
 def _check_written_video(temp: Path, destination: Path, frames: int, width: int, height: int) -> None:
@@ -440,30 +552,53 @@ def _check_written_video(temp: Path, destination: Path, frames: int, width: int,
                 found += 1
     finally:
         capture.release()
-    if found != frames or size != (width, height):
+    if size is not None and size != (width, height):
+        raise OSError(f"{destination}: the encoder wrote {size[0]}x{size[1]} frames, not {width}x{height}; not published")
+    if found != frames or size is None:
         readable = f"{found} of {frames} frames read back" if size else "it cannot be opened"
         raise OSError(f"{destination}: the written video is incomplete ({readable}; disk full or write error); not published")
+
+
+def encoded_size(width: int, height: int) -> tuple[int, int]:
+    """The size an MP4 (mp4v, 4:2:0 colour) records frames of width x height at: each side rounded up to even."""
+    return width + width % 2, height + height % 2
+
+
+def _check_rate(path: Path, fps: float) -> None:
+    if not (math.isfinite(fps) and MIN_FPS < fps <= MAX_FPS):
+        raise ValueError(
+            f"{path}: a frame rate of {fps:g} fps cannot be recorded in an MP4 (mp4v takes more than {MIN_FPS:g} and at "
+            f"most {MAX_FPS:,.0f} fps); the input's rate is damaged or extreme"
+        )
 
 
 @contextlib.contextmanager
 def video_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> Iterator[Callable[[np.ndarray], None]]:
     """Yield ``write(frame)`` for RGB uint8 frames of width x height; an MP4 (mp4v) written to a temp file.
 
-    The finished file is reopened and its frames counted before it is renamed into place, so a write
-    that failed (a full disk) raises instead of publishing a broken video.
+    The encoder needs even sizes: an odd side is padded by repeating its last row or column (``encoded_size``),
+    decided before the first frame. A rate the encoder cannot record is refused, naming the rate. The finished
+    file is reopened and its frames counted before it is renamed into place, so a write that failed (a full
+    disk) raises instead of publishing a broken video.
     """
     path = Path(path)
+    _check_rate(path, fps)
+    encoded_width, encoded_height = encoded_size(width, height)
     with atomic_path(path) as temp:
-        writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (encoded_width, encoded_height))
         if not writer.isOpened():
-            raise ValueError(f"{path}: OpenCV cannot write an mp4v video with suffix {path.suffix!r}")
+            raise ValueError(f"{path}: OpenCV's mp4v writer cannot record {encoded_width}x{encoded_height} frames at "
+                             f"{fps:g} fps (OpenCV without FFmpeg, or a size or rate the encoder refuses)")
         written = 0
 
         def write(frame: np.ndarray) -> None:
             nonlocal written
             if frame.dtype != np.uint8 or frame.shape != (height, width, 3):
                 raise ValueError(f"{path}: expected RGB uint8 frames of {width}x{height}, got {frame.dtype} {frame.shape}")
-            if writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)) is False:  # OpenCV 5 reports; 4.x returns None
+            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            if (encoded_width, encoded_height) != (width, height):
+                frame = cv2.copyMakeBorder(frame, 0, encoded_height - height, 0, encoded_width - width, cv2.BORDER_REPLICATE)
+            if writer.write(frame) is False:  # OpenCV 5 reports; 4.x returns None
                 raise OSError(f"{path}: OpenCV could not write frame {written + 1} (disk full or write error)")
             written += 1
 
@@ -471,4 +606,4 @@ def video_writer(path: str | os.PathLike, fps: float, width: int, height: int) -
             yield write
         finally:
             writer.release()
-        _check_written_video(temp, path, written, width, height)
+        _check_written_video(temp, path, written, encoded_width, encoded_height)

@@ -5,15 +5,20 @@ inputs or a folder -> OUT is a folder and each output keeps its input's file nam
 ``<stem>.mp4``, mp4v codec, same frame rate, no audio). A file that fails is reported on one line,
 skipped and counted; the exit code is 1 when any failed, 2 when the cascade could not be set up.
 ``--skip-existing`` keeps outputs that exist (an interrupted batch resumes; they count as skipped).
+Ctrl-C or SIGTERM stops a batch with one line (``RestoreInterrupted``): the file in progress leaves no
+partial output, and the line counts the finished files and names ``--skip-existing``.
 
-What a file is, is decided by its content (an image named .mp4 is refused, naming what it is); folders
-contribute their image files, not hidden or ``.partial`` ones. Images above ``--max-pixels`` are refused
-from their header, before anything is decoded; videos must decode every frame their container announces.
+What a file is, is decided by its content (an image named .mp4 or a HEIC named .jpg is refused, naming
+what it is); folders contribute their image files, not hidden ones (this program's temporary files are
+hidden). Images above ``--max-pixels`` are refused from their header, before anything is decoded; videos
+must decode every frame their container announces. An animated image (GIF, WebP, APNG) is restored as its
+first frame, with a note. An odd-sized video frame is padded to even (the MP4 encoder needs it), with a note.
 
-Pixel formats: grey images are restored as RGB and written back grey; RGBA keeps its alpha, resized
-bilinearly to the output size (dropped, with a note, for JPEG outputs); palette images are decoded to
-RGB; 16-bit images are restored at 8-bit precision and written back 16-bit (PNG/TIFF outputs) or
-8-bit (other formats).
+Pixel formats: grey images are restored as RGB and written back grey; images with transparency (RGBA,
+grey+alpha, palette with transparency) keep their alpha, resized bilinearly to the output size, and are
+written RGBA (grey+alpha as grey colour channels; dropped, with a note, for JPEG outputs); palette images
+without transparency become RGB; 16-bit images are restored at 8-bit precision and written back 16-bit
+(PNG/TIFF outputs) or 8-bit (other formats).
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from .io import (
     VIDEO_SUFFIXES,
     is_image_file,
     is_video_file,
+    encoded_size,
     list_images,
     read_image_any,
+    read_image_header,
     read_video_frames,
     to_rgb_uint8,
     video_writer,
@@ -41,12 +48,23 @@ from .io import (
 )
 from .pipeline import Restorer
 
-__all__ = ["restore_files", "restore_image_file", "restore_video_file", "plan_outputs"]
+__all__ = ["RestoreInterrupted", "restore_files", "restore_image_file", "restore_video_file", "plan_outputs"]
 
 HIGH_DEPTH_SUFFIXES = (".png", ".tif", ".tiff")  # formats OpenCV writes at 16 bits per channel
 NO_ALPHA_SUFFIXES = (".jpg", ".jpeg")
 # tqdm's default shows "s/frame" below one frame per second; videos always show frames per second
 VIDEO_PROGRESS = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
+
+
+class RestoreInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped ``restore_files``: the file in progress (its partial output removed) and the counts."""
+
+    def __init__(self, current: Path, restored: int, skipped: int, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(
+            f"interrupted while restoring {current} (its partial output removed); {restored + skipped} files finished "
+            f"({restored} restored, {skipped} kept); run the same command with --skip-existing to go on"
+        )
+        self.current, self.restored, self.skipped, self.interrupt = current, restored, skipped, interrupt
 
 
 def _error_line(error: BaseException, *paths: Path) -> str:
@@ -109,6 +127,8 @@ def _match_format(restored: np.ndarray, original: np.ndarray, destination: Path)
     height, width = restored.shape[:2]
     high_depth = original.dtype == np.uint16 and destination.suffix.lower() in HIGH_DEPTH_SUFFIXES
     image = cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY) if original.ndim == 2 else restored
+    if _is_grey_with_alpha(original):  # OpenCV writes no grey+alpha files: grey colour channels beside the alpha
+        image = cv2.cvtColor(cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     if high_depth:
         image = image.astype(np.uint16) * 257  # exact 8 -> 16 bit map (255 -> 65535)
     if original.ndim == 3 and original.shape[2] == 4:
@@ -122,8 +142,18 @@ def _match_format(restored: np.ndarray, original: np.ndarray, destination: Path)
     return image
 
 
+def _is_grey_with_alpha(image: np.ndarray) -> bool:
+    """An RGBA array whose colour channels are equal: how OpenCV decodes a grey+alpha image."""
+    if image.ndim != 3 or image.shape[2] != 4:
+        return False
+    return np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+
+
 def restore_image_file(restorer: Restorer, source: Path, destination: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
     """Read, restore and atomically write one image, keeping its pixel format (see module docstring)."""
+    header = read_image_header(source, max_pixels)
+    if header.animated:
+        tqdm.write(f"note: {source}: an animated {header.format}; only its first frame is restored")
     original = read_image_any(source, max_pixels)
     restored = restorer.restore(to_rgb_uint8(original))
     write_image(destination, _match_format(restored, original, destination))
@@ -139,6 +169,10 @@ def restore_video_file(restorer: Restorer, source: Path, destination: Path, max_
     frames = read_video_frames(source, max_pixels)
     restorer.check_input_size(frames.height, frames.width)
     scale = restorer.scale
+    width, height = frames.width * scale, frames.height * scale
+    if encoded_size(width, height) != (width, height):
+        tqdm.write(f"note: {destination}: {width}x{height} frames are written as {'x'.join(map(str, encoded_size(width, height)))} "
+                   "(the MP4 encoder needs even sizes; the last column or row is repeated)")
     with video_writer(destination, frames.fps, frames.width * scale, frames.height * scale) as write, tqdm(
         total=frames.frame_count or None, unit="frame", desc=source.name, leave=False, bar_format=VIDEO_PROGRESS
     ) as progress:
@@ -162,24 +196,28 @@ def restore_files(
 
     Returns the (source, output) pairs written, those skipped because the output exists (``skip_existing``)
     and one error line per input that failed (named file, the problem); a bad file never stops the others.
-    Used by the command and by notebook 05.
+    KeyboardInterrupt (Ctrl-C; the command turns SIGTERM into one) becomes RestoreInterrupted, once the file in
+    progress has left no partial output. Used by the command and by notebook 05.
     """
     names = [str(name) for name in inputs]
     files, errors = _expand_inputs(names)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     restored, skipped, planned = [], [], set()
-    for source, destination in tqdm(plan_outputs(names, files, output), unit="file", desc="restore"):
-        try:
-            write = _check_destination(source, destination, overwrite, skip_existing, planned)
-            planned.add(destination.resolve())
-            if not write:
-                skipped.append((source, destination))
-                continue
-            restore = restore_video_file if is_video_file(source) else restore_image_file
-            restore(restorer, source, destination, max_pixels)
-            restored.append((source, destination))
-        except Exception as error:  # one bad file must not stop the batch; it is reported and counted
-            errors.append(_error_line(error, source, destination))
-            tqdm.write(f"error: {errors[-1]}", file=sys.stderr)
+    with tqdm(plan_outputs(names, files, output), unit="file", desc="restore") as pairs:
+        for source, destination in pairs:
+            try:
+                write = _check_destination(source, destination, overwrite, skip_existing, planned)
+                planned.add(destination.resolve())
+                if not write:
+                    skipped.append((source, destination))
+                    continue
+                restore = restore_video_file if is_video_file(source) else restore_image_file
+                restore(restorer, source, destination, max_pixels)
+                restored.append((source, destination))
+            except KeyboardInterrupt as interrupt:  # atomic_path has removed the partial output on the way out
+                raise RestoreInterrupted(source, len(restored), len(skipped), interrupt) from None
+            except Exception as error:  # one bad file must not stop the batch; it is reported and counted
+                errors.append(_error_line(error, source, destination))
+                tqdm.write(f"error: {errors[-1]}", file=sys.stderr)
     return restored, skipped, errors

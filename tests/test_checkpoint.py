@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+import shutil
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -14,6 +16,7 @@ from helpers.checkpoint import (
     save_checkpoint,
 )
 from helpers.models import EDSR, DnCNN, UNet
+from hostile import ONE_GIB, flip_byte_in_record, run_measured, zip_bomb_torch_file
 
 
 def test_exported_weights_rebuild_the_same_network_from_the_file_alone(tmp_path) -> None:
@@ -232,3 +235,94 @@ def test_models_of_another_architecture_are_not_averaged(tmp_path) -> None:
         average_models([first, second])
     with pytest.raises(ValueError, match="no checkpoints"):
         average_models([])
+
+
+# ----------------------------------------------------------------------------- issue 28: inflation, bit rot, disk full
+
+
+def test_a_deflated_tensor_is_refused_from_the_zip_directory_before_anything_is_inflated(tmp_path, monkeypatch) -> None:
+    model = DnCNN(depth=3, channels=4)
+    path = zip_bomb_torch_file(tmp_path / "dncnn.pt", {"format": CHECKPOINT_FORMAT, "arch": model.arch,
+                                                      "model": model.state_dict()}, 256 * 2**20)
+    assert path.stat().st_size < 2 * 2**20
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(k.get("map_location")) or real_load(*a, **k))
+    with pytest.raises(CheckpointError, match=r"dncnn\.pt: its tensors inflate to 256\.0 MiB, more than the network it "
+                                              r"declares needs .*refused before reading") as error:
+        load_checkpoint(path)  # what train --resume and --init read
+    assert "\n" not in str(error.value) and reads == ["meta"]  # only the structure was read: no tensor inflated
+
+
+def test_a_stretched_view_is_refused_before_it_is_made_real(tmp_path) -> None:
+    state = small_dncnn_state()
+    first = next(key for key in state["model"] if key.endswith("weight"))
+    state["model"][first] = torch.zeros(1).expand(state["model"][first].shape)  # one stored value, stride 0
+    with pytest.raises(CheckpointError, match="larger than its stored data"):
+        load_model(save_raw(tmp_path / "stretched.pt", state))
+
+
+def test_a_network_larger_than_any_here_is_refused_before_building(tmp_path) -> None:
+    state = {"arch": {"name": "edsr", "kwargs": {"channels": 4096, "num_blocks": 8}}, "model": {}}
+    with torch.device("meta"):
+        state["model"] = EDSR(channels=4096, num_blocks=8).state_dict()  # 2.4 G weights, declared in shapes only
+    with pytest.raises(CheckpointError, match=r"more than any network here \(134,217,728 at most\)"):
+        checkpoint_module.check_fit(tmp_path / "huge.pt", state["arch"], state["model"])
+
+
+def test_one_flipped_byte_in_a_weight_is_refused_not_loaded(tmp_path) -> None:
+    model = DnCNN(depth=3, channels=4)
+    path = export_weights(model, tmp_path / "last.pt", half=False)
+    load_checkpoint(path)
+    flip_byte_in_record(path, "/data/0", offset=5)
+    with pytest.raises(CheckpointError, match=r"last\.pt: damaged: record .*/data/0 fails its CRC-32 check"):
+        load_checkpoint(path)
+
+
+def test_too_little_free_space_is_refused_before_writing_naming_the_folder(tmp_path, monkeypatch) -> None:
+    path = export_weights(DnCNN(depth=3, channels=4), tmp_path / "last.pt")
+    before = path.read_bytes()
+    monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda folder: shutil_usage(free=4096))
+    with pytest.raises(OSError, match=rf"last\.pt: not saved: disk full \(0\.0 MiB free in {tmp_path}, about .* needed\)"):
+        export_weights(DnCNN(depth=3, channels=4), path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_disk_that_fills_while_saving_is_named_not_a_traceback(tmp_path, monkeypatch) -> None:
+    path = export_weights(DnCNN(depth=3, channels=4), tmp_path / "last.pt")
+    before = path.read_bytes()
+    free = iter([2**40, 4096])  # room when checked first; full once the write has failed
+    monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda folder: shutil_usage(free=next(free)))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))  # writes past 2000 bytes fail (Python ignores SIGXFSZ)
+    try:
+        with pytest.raises(OSError, match=rf"last\.pt: not saved: disk full \(.* free in {tmp_path}") as error:
+            export_weights(DnCNN(depth=5, channels=32), path, half=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "enforce fail" not in str(error.value) and "\n" not in str(error.value)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def shutil_usage(free: int):
+    return shutil._ntuple_diskusage(2**40, 2**40 - free, free)
+
+
+def test_restore_refuses_a_small_weights_file_that_would_inflate_to_gigabytes_within_bounded_memory(tmp_path) -> None:
+    from test_pipeline import photo, small_networks
+
+    from helpers.io import write_image
+
+    image = write_image(tmp_path / "in.png", photo(40, 48))
+    unet = small_networks()["unet"]
+    good = export_weights(unet, tmp_path / "good" / "unet.pt")
+    zip_bomb_torch_file(tmp_path / "bomb" / "unet.pt", {"format": CHECKPOINT_FORMAT, "arch": unet.arch,
+                                                         "model": torch.load(good, weights_only=True)["model"]},
+                        3 * ONE_GIB // 2)
+    assert (tmp_path / "bomb" / "unet.pt").stat().st_size < 8 * 2**20
+    arguments = ["restore", str(image), "--stages", "unet", "--device", "cpu", "--fp32", "--weights"]
+    code, _, normal_peak = run_measured([*arguments, str(tmp_path / "good"), "-o", str(tmp_path / "good.png")])
+    assert code == 0
+    code, stderr, peak = run_measured([*arguments, str(tmp_path / "bomb"), "-o", str(tmp_path / "bomb.png")])
+    assert code == 2 and "unet.pt: its tensors inflate to 1.5 GiB" in stderr and len(stderr.strip().splitlines()) == 1
+    assert peak < normal_peak + ONE_GIB

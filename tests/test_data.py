@@ -550,6 +550,41 @@ def test_unreadable_photos_are_skipped_with_a_count(tmp_path: Path) -> None:
     assert photos.skipped == 1 and len(items) == 30
 
 
+def test_a_truncated_photo_the_split_holds_out_is_replaced_and_counted_in_both_splits(tmp_path: Path) -> None:
+    folder = write_photos(tmp_path / "photos", 20)
+    files = list_images(folder)
+    _, (held_out,) = data.split_photos(files, 0.05, seed=0)  # the one photo validation would get
+    whole = held_out.read_bytes()
+    held_out.write_bytes(whole[: len(whole) // 3])  # truncated: its header reads, its pixels do not
+    with pytest.warns(UserWarning, match=rf"skipping unreadable photo \(1 so far\).*{held_out.name}"):
+        val = data.PhotoLibrary([data.PhotoFolder(folder)], "val", val_fraction=0.05, seed=0)
+    with pytest.warns(UserWarning, match=rf"skipping unreadable photo \(1 so far\).*{held_out.name}"):
+        train = data.PhotoLibrary([data.PhotoFolder(folder)], "train", val_fraction=0.05, seed=0)
+    assert val.skipped == train.skipped == 1 and len(val) == 1 and len(train) == 18
+    assert held_out not in val.groups[0] + train.groups[0] and not set(val.groups[0]) & set(train.groups[0])
+    patches = data.PhotoDeblurDataset(val, patch_size=48, length=4, augment=False)
+    assert all(item[0].shape == (3, 48, 48) for item in patches)  # validation draws from the photo that took its place
+
+
+def test_blur_kernels_with_nan_or_inf_are_refused_naming_the_file(tmp_path: Path) -> None:
+    good = np.ones((5, 5), np.float32)
+    for name, bad in {"nan": np.full((5, 5), np.nan, np.float32), "inf": np.where(np.eye(5) > 0, np.inf, 1.0)}.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, a=good, b=bad)
+        with pytest.raises(ValueError, match=rf"{name}\.npz: expected 2-D finite non-negative kernels .* 1 of 2 are not "
+                                             r"\(the first: number 2"):
+            data.load_blur_kernels(path)
+    np.savez(tmp_path / "good.npz", a=good)
+    assert np.allclose(data.load_blur_kernels(tmp_path / "good.npz")[0], good / 25)
+
+
+def test_blur_kernels_that_inflate_past_the_bound_are_refused_before_reading(tmp_path: Path) -> None:
+    np.savez_compressed(tmp_path / "huge.npz", a=np.zeros((4200, 4200), np.float32))  # 70 MB of zeros in 70 kB
+    assert (tmp_path / "huge.npz").stat().st_size < 2**20
+    with pytest.raises(ValueError, match=r"huge\.npz: not a readable .npz file of blur kernels \(its arrays inflate to "):
+        data.load_blur_kernels(tmp_path / "huge.npz")
+
+
 def test_photo_noise_has_its_sigma_and_clean_fraction_leaves_patches_clean(tmp_path: Path) -> None:
     photos = data.PhotoLibrary([data.PhotoFolder(write_photos(tmp_path / "grey", 2, (128, 128, 128)))], "train", val_fraction=0.0)
     noisy = data.PhotoDenoiseDataset(photos, patch_size=64, length=4, degradations=data.PhotoDegradations(sigma=20.0))

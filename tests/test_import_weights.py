@@ -23,6 +23,7 @@ from helpers.checkpoint import load_model
 from helpers.commands import main
 from helpers.import_weights import WeightsImportError, import_dncnn_matconvnet, import_edsr_pytorch, read_matconvnet
 from helpers.models import EDSR, DnCNN
+from hostile import ONE_GIB, run_measured, zip_bomb_torch_file
 
 # ----------------------------------------------------------------------------- DnCNN, MatConvNet
 
@@ -48,8 +49,11 @@ def layer_list(convs: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
     return layers
 
 
-def write_matconvnet_v73(path: Path, layers: list[dict]) -> Path:
-    """Write ``net.layers`` as MATLAB 7.3 does: HDF5 behind a 512-byte header, structs and cells under #refs#."""
+def write_matconvnet_v73(path: Path, layers: list[dict], numeric=None) -> Path:
+    """Write ``net.layers`` as MATLAB 7.3 does: HDF5 behind a 512-byte header, structs and cells under #refs#.
+
+    ``numeric(parent, name, data)``, when given, creates each numeric dataset instead (for hostile storage).
+    """
     with h5py.File(path, "w", userblock_size=512) as file:
         refs = file.create_group("#refs#")
         counter = iter(range(10**6))
@@ -65,7 +69,8 @@ def write_matconvnet_v73(path: Path, layers: list[dict]) -> Path:
                 dataset.attrs["MATLAB_class"] = np.bytes_(b"cell")
             else:
                 array = np.asarray(value)
-                dataset = parent.create_dataset(name, data=array.T)  # HDF5 row-major: MATLAB's axes reversed
+                data = array.T  # HDF5 row-major: MATLAB's axes reversed
+                dataset = numeric(parent, name, data) if numeric else parent.create_dataset(name, data=data)
                 dataset.attrs["MATLAB_class"] = np.bytes_(b"single" if array.dtype == np.float32 else b"double")
             return dataset
 
@@ -175,13 +180,13 @@ def test_cli_writes_a_checkpoint_every_command_loads(authors_dncnn, tmp_path, ca
     assert "exists (add --overwrite" in capsys.readouterr().err
 
 
-def refused(tmp_path: Path, layers: list[dict] | None = None, data: bytes | None = None) -> str:
+def refused(tmp_path: Path, layers: list[dict] | None = None, data: bytes | None = None, numeric=None) -> str:
     """The one-line error the CLI prints for a bad file (exit 2, nothing written)."""
     path = tmp_path / "bad.mat"
     if data is not None:
         path.write_bytes(data)
     else:
-        write_matconvnet_v73(path, layers)
+        write_matconvnet_v73(path, layers, numeric)
     out = tmp_path / "out.pt"
     with pytest.raises(WeightsImportError) as error:
         import_dncnn_matconvnet(path)
@@ -297,8 +302,8 @@ def edsr_refused(tmp_path: Path, state) -> str:
 def test_edsr_importer_refuses_other_files_in_one_line(tmp_path):
     state = official_edsr_state(blocks=2, features=8)
     assert "not an EDSR-PyTorch state dict" in edsr_refused(tmp_path, {"conv1.weight": torch.zeros(1)})
-    assert "unexpected ['pre_process.0.weight']" in edsr_refused(tmp_path, {**state, "pre_process.0.weight": torch.zeros(1)})
-    assert "body.1.body.0.weight: expected shape (8, 8, 3, 3), found (8, 8, 5, 5)" in edsr_refused(
+    assert "unexpected pre_process.0.weight" in edsr_refused(tmp_path, {**state, "pre_process.0.weight": torch.zeros(1)})
+    assert "body.1.body.0.weight is [8, 8, 5, 5], the network needs [8, 8, 3, 3]" in edsr_refused(
         tmp_path, {**state, "body.1.body.0.weight": torch.zeros(8, 8, 5, 5)})
     assert "not a state dict" in edsr_refused(tmp_path, [torch.zeros(1)])
     torch.save(state, tmp_path / "whole.pt")
@@ -306,6 +311,154 @@ def test_edsr_importer_refuses_other_files_in_one_line(tmp_path):
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsImportError, match="not a readable PyTorch file"):
         import_edsr_pytorch(tmp_path / "truncated.pt")
+
+
+# ----------------------------------------------------------------------------- issue 28: hostile files
+
+
+def first_filters_stored(make):
+    """A ``numeric`` hook for ``write_matconvnet_v73``: ``make(parent, name, data)`` creates the first 4-D array."""
+    pending = [True]
+
+    def numeric(parent, name, data):
+        if data.ndim == 4 and pending.pop() if pending else False:
+            return make(parent, name, data)
+        return parent.create_dataset(name, data=data)
+
+    return numeric
+
+
+def test_external_storage_is_refused_so_no_other_file_becomes_weights(tmp_path):
+    convs = random_dncnn(depth=3, channels=4)
+    secret = tmp_path / "id_rsa"
+    secret.write_bytes(np.random.default_rng(1).bytes(convs[0][0].size * 4))  # exactly the first filters' bytes
+    external = first_filters_stored(lambda parent, name, data: parent.create_dataset(
+        name, shape=data.shape, dtype=np.float32, external=[(str(secret), 0, h5py.h5f.UNLIMITED)]))
+    message = refused(tmp_path, layer_list(convs), numeric=external)
+    assert "keeps its data in external storage" in message and "#refs#" in message
+
+
+def test_virtual_datasets_are_refused(tmp_path):
+    convs = random_dncnn(depth=3, channels=4)
+
+    def virtual(parent, name, data):
+        with h5py.File(tmp_path / "source.h5", "w") as source:
+            source["filters"] = data
+        layout = h5py.VirtualLayout(shape=data.shape, dtype=data.dtype)
+        layout[...] = h5py.VirtualSource(str(tmp_path / "source.h5"), "filters", shape=data.shape)
+        return parent.create_virtual_dataset(name, layout)
+
+    assert "keeps its data in a virtual or unknown layout" in refused(tmp_path, layer_list(convs), numeric=first_filters_stored(virtual))
+
+
+def test_soft_and_external_links_are_refused(tmp_path):
+    layers = layer_list(random_dncnn(depth=3, channels=4))
+    other = write_matconvnet_v73(tmp_path / "other.mat", layers)
+    with h5py.File(tmp_path / "linked.mat", "w") as file:
+        file["net"] = h5py.ExternalLink(str(other), "/net")
+    assert "/net is a ExternalLink; only plain HDF5 members are read" in refused(
+        tmp_path, data=(tmp_path / "linked.mat").read_bytes())
+    soft = write_matconvnet_v73(tmp_path / "soft.mat", layers)
+    with h5py.File(soft, "r+") as file:
+        file.move("net/layers", "net/real")
+        file["net/layers"] = h5py.SoftLink("/net/real")
+    assert "/net/layers is a SoftLink" in refused(tmp_path, data=soft.read_bytes())
+
+
+def test_a_scalar_weights_value_is_refused_in_one_line(tmp_path):
+    layers = layer_list(random_dncnn(depth=3, channels=4))
+    layers[0]["weights"] = np.float64(3.0)
+    assert "layer 1 (layer1): expected 'weights' to be a cell of filters and biases, found a () array" in refused(tmp_path, layers)
+
+
+def test_a_compressed_v5_variable_is_measured_before_it_is_inflated(tmp_path, monkeypatch):
+    import helpers.import_weights as import_module
+
+    monkeypatch.setattr(import_module, "MAX_TOTAL_ELEMENTS", 2**14)  # 128 KiB, so that a 1 MiB variable exceeds it
+    path = tmp_path / "bad.mat"
+    scipy.io.savemat(path, {"net": {"layers": np.zeros(2**17)}}, format="5", do_compression=True)
+    assert path.stat().st_size < 2**14
+    inflated = []
+    monkeypatch.setattr(scipy.io, "loadmat", lambda *a, **k: inflated.append(a) or {})
+    assert "its compressed variables inflate to more than 131,072 bytes" in refused(tmp_path, data=path.read_bytes())
+    assert not inflated  # refused from the measure, before scipy inflated anything
+
+
+def dataless_arrays(parent, name, data):
+    """Every 4-D array declared at the per-array limit, with no data stored (HDF5 reads its fill value): 512 MiB as
+    float64 each in a file of a few kB."""
+    if data.ndim == 4:
+        return parent.create_dataset(name, shape=(2**26,), dtype=np.float64)
+    return parent.create_dataset(name, data=data)
+
+
+def dataless_total(parent, name, data):
+    """Every 4-D array declared at half the per-array bound, with no data stored: over the total bound by the fifth."""
+    if data.ndim == 4:
+        return parent.create_dataset(name, shape=(2**23,), dtype=np.float64)
+    return parent.create_dataset(name, data=data)
+
+
+def declared_edsr_state(features: int, blocks: int, stretched: bool = False) -> dict:
+    """EDSR-PyTorch's keys with the shapes of ``features`` features in a few bytes: every tensor empty (its input
+    channels 0) or, ``stretched``, one stored zero seen through stride 0."""
+    def shape(value: torch.Tensor) -> list[int]:
+        sizes = [features if size == 8 else 4 * features if size == 32 else size for size in value.shape]
+        return sizes if stretched or len(sizes) < 2 or key.startswith(("sub_mean", "add_mean")) else [sizes[0], 0, *sizes[2:]]
+
+    state = {}
+    for key, value in official_edsr_state(blocks=blocks, features=8).items():
+        state[key] = torch.zeros(1).expand(*shape(value)) if stretched else torch.zeros(shape(value))
+    return state
+
+
+def write_hostile(tmp_path: Path, case: str) -> Path:
+    if case == "matconvnet-dataless-arrays":  # 3 x 512 MiB declared in a few kB
+        return write_matconvnet_v73(tmp_path / "bad.mat", layer_list(random_dncnn(depth=3, channels=4)), dataless_arrays)
+    if case == "matconvnet-dataless-total":  # 5 x 8 M values, each within the per-array bound, 40 M together
+        return write_matconvnet_v73(tmp_path / "bad.mat", layer_list(random_dncnn(depth=5, channels=4)), dataless_total)
+    if case == "edsr-deflated-tensor":
+        return zip_bomb_torch_file(tmp_path / "bad.pt", official_edsr_state(blocks=1, features=8), 3 * ONE_GIB // 2,
+                                   key="sub_mean.extra")  # beside the MeanShift, which the shape check leaves alone
+    features, blocks, stretched = {"edsr-50000-features": (50_000, 1, False), "edsr-4096-features": (4096, 16, False),
+                                   "edsr-stretched-views": (4096, 16, True)}[case]
+    torch.save(declared_edsr_state(features, blocks, stretched), tmp_path / "bad.pt")
+    return tmp_path / "bad.pt"
+
+
+HOSTILE = {
+    "matconvnet-dataless-arrays": ("dncnn-matconvnet", "holds 67,108,864 values, more than any layer"),
+    "matconvnet-dataless-total": ("dncnn-matconvnet", "its arrays hold more than 33,554,432 values together"),
+    "edsr-deflated-tensor": ("edsr-pytorch", "its tensors inflate to 1.5 GiB, more than the network it declares needs"),
+    "edsr-50000-features": ("edsr-pytorch", "channels=50000 is outside 0..4096"),
+    "edsr-4096-features": ("edsr-pytorch", "head.weight is [4096, 0, 3, 3], the network needs [4096, 3, 3, 3]"),
+    "edsr-stretched-views": ("edsr-pytorch", "larger than its stored data (a stretched view)"),
+}
+
+
+@pytest.fixture(scope="module")
+def normal_import_peaks(tmp_path_factory) -> dict[str, int]:
+    """import-weights' peak memory on small genuine files of each kind: the normal peak the hostile ones are held to."""
+    folder = tmp_path_factory.mktemp("genuine")
+    sources = {"dncnn-matconvnet": write_matconvnet_v73(folder / "ok.mat", layer_list(random_dncnn(depth=3, channels=4)))}
+    torch.save(official_edsr_state(blocks=1, features=8), folder / "ok.pt")
+    sources["edsr-pytorch"] = folder / "ok.pt"
+    peaks = {}
+    for kind, source in sources.items():
+        code, _, peaks[kind] = run_measured(["import-weights", kind, str(source), "-o", str(folder / f"{kind}.pt")])
+        assert code == 0
+    return peaks
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_small_hostile_files_are_refused_within_bounded_memory(tmp_path, normal_import_peaks, case):
+    kind, expected = HOSTILE[case]
+    source = write_hostile(tmp_path, case)
+    assert source.stat().st_size < 8 * 2**20
+    code, stderr, peak = run_measured(["import-weights", kind, str(source), "-o", str(tmp_path / "out.pt")])
+    assert code == 2 and expected in stderr and len(stderr.strip().splitlines()) == 1, stderr[-500:]
+    assert not (tmp_path / "out.pt").exists()
+    assert peak < normal_import_peaks[kind] + ONE_GIB
 
 
 # ----------------------------------------------------------------------------- the reproduction script

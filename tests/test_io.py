@@ -200,10 +200,10 @@ def test_exif_orientation_is_applied_like_pillow_does(tmp_path, suffix, orientat
         np.testing.assert_array_equal(decoded, expected)
 
 
-def test_listing_skips_hidden_and_partial_files(tmp_path) -> None:
+def test_listing_skips_hidden_files_and_our_partial_files_but_not_a_users_partial_name(tmp_path) -> None:
     for name in ["a.png", ".b.x1y2z3w4.partial.png", ".hidden.png", "c.partial.png", "d.jpg"]:
         write_image(tmp_path / name, np.zeros((4, 4, 3), np.uint8))
-    assert [p.name for p in list_images(tmp_path)] == ["a.png", "d.jpg"]
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "c.partial.png", "d.jpg"]
 
 
 def test_stale_partial_files_of_a_destination_are_removed_on_its_next_write(tmp_path) -> None:
@@ -254,3 +254,66 @@ def test_file_content_is_named_from_its_first_bytes(tmp_path) -> None:
     found[".txt"] = describe_content(tmp_path / "notes.txt")
     assert found == {".mp4": "an MP4/MOV video", ".avi": "an AVI video", ".mkv": "a Matroska video",
                      ".jpg": "a JPEG image", ".txt": None}
+
+
+# ----------------------------------------------------------------------------- issue 28: one writer at a time
+
+
+HOLD_LOCK = """
+import sys, time
+from helpers.io import exclusive_lock
+with exclusive_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_the_lock_dies_with_it(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    target = tmp_path / "clip.mp4"
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(target)], stdout=subprocess.PIPE, text=True, env=environment)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        busy = rf"clip\.mp4: another process \(PID {holder.pid}\) is writing it"
+        with pytest.raises(helpers.io.DestinationBusyError, match=busy), atomic_path(target) as temp:
+            temp.write_bytes(b"second")
+        assert not target.exists() and (tmp_path / ".clip.mp4.lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with atomic_path(target) as temp:  # the lock died with its process, however it ended
+        temp.write_bytes(b"mine")
+    assert target.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_heic_and_avif_files_are_images_not_mp4_videos(tmp_path) -> None:
+    for brand, name in ((b"heic", "HEIC"), (b"mif1", "HEIF"), (b"avif", "AVIF")):
+        head = b"\0\0\0\x18ftyp" + brand + b"\0\0\0\0"
+        assert helpers.io.video_container(head) is None
+        (tmp_path / "x.bin").write_bytes(head + bytes(32))
+        assert describe_content(tmp_path / "x.bin") == f"a {name} image"
+    assert helpers.io.video_container(b"\0\0\0\x18ftypisom\0\0\0\0") == "MP4/MOV"
+
+
+def test_odd_frame_sizes_are_padded_to_even_sizes_the_encoder_keeps(tmp_path) -> None:
+    with helpers.io.video_writer(tmp_path / "odd.mp4", 10, 7, 5) as write:
+        write(np.full((5, 7, 3), 100, np.uint8))
+    capture = cv2.VideoCapture(str(tmp_path / "odd.mp4"))
+    ok, written = capture.read()
+    capture.release()
+    assert ok and written.shape == (6, 8, 3) and helpers.io.encoded_size(7, 5) == (8, 6)
+
+
+def test_a_file_system_without_locks_still_gets_its_writes(tmp_path, monkeypatch) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")  # what some network and FUSE mounts answer
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]

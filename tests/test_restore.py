@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -16,6 +21,8 @@ import helpers.io
 from helpers.commands import main
 from helpers.io import DEFAULT_MAX_PIXELS, read_image, read_image_any, write_image
 from helpers.pipeline import Restorer
+from helpers.restore import restore_files
+from hostile import mjpeg_avi
 from test_io import png_with_header
 from test_pipeline import max_difference, photo, save_networks, small_networks
 
@@ -409,3 +416,122 @@ def test_max_pixels_is_a_positive_count_up_to_pillows_ceiling(value, capsys):
     with pytest.raises(SystemExit):
         main(["restore", "in.png", "-o", "out.png", "--max-pixels", value])
     assert "--max-pixels" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue 28: odd sizes, signals, locks, ...
+
+
+def test_an_odd_sized_video_at_scale_1_is_padded_to_even_and_says_so(restore, tmp_path, capsys):
+    frames = [cv2.resize(photo(40, 56), (641, 361)) for _ in range(3)]
+    mjpeg_avi(tmp_path / "odd.avi", [cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) for frame in frames])
+    assert restore(tmp_path / "odd.avi", "-o", tmp_path / "odd.mp4", "--stages", "unsharp") == 0
+    captured = capsys.readouterr()
+    assert "641x361 frames are written as 642x362 (the MP4 encoder needs even sizes" in captured.out + captured.err
+    written, _ = decode_video(tmp_path / "odd.mp4")
+    assert len(written) == 3 and written[0].shape == (362, 642, 3)
+
+
+def test_stage_names_are_normalised_before_the_scale_is_decided(restore, reference, tmp_path):
+    source = write_image(tmp_path / "in.png", photo(40, 56))
+    assert restore(source, "-o", tmp_path / "out.png", "--stages", "dncnn, EDSR") == 0
+    assert read_image(tmp_path / "out.png").shape == (80, 112, 3)
+
+
+def restore_in_subprocess(weights_dir: Path, *arguments: str | Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "helpers", "restore", *map(str, arguments), "--weights", str(weights_dir),
+               "--device", "cpu", "--fp32"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+
+
+def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"never happened; the restore said: {process.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_restore_says_so_in_one_line_and_leaves_no_partial_output(weights_dir, tmp_path, signum, code):
+    write_image(tmp_path / "in" / "a.png", photo(40, 56))
+    write_video(tmp_path / "clip.mp4", frames=80, size=(320, 240))  # seconds of work on a CPU
+    out = tmp_path / "out"
+    restorer = Restorer.from_weights(weights_dir, stages=["unsharp"], scale=1, device="cpu")
+    process = restore_in_subprocess(weights_dir, tmp_path / "in" / "a.png", tmp_path / "clip.mp4", "-o", out)
+    wait_for(lambda: (out / "a.png").exists() and leftovers(out), process)  # the image done, the video under way
+    # a second writer of the same video is refused at once, naming the first one's PID, and takes nothing from it
+    partial = leftovers(out)
+    _, _, errors = restore_files(restorer, [tmp_path / "clip.mp4"], out / "clip.mp4", overwrite=True)
+    busy = f"{out / 'clip.mp4'}: another process (PID {process.pid}) is writing it; wait for it to finish or write elsewhere"
+    assert errors == [busy]
+    assert leftovers(out) == partial
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith(("error", "Traceback"))]
+    expected = (f"error: interrupted while restoring {tmp_path / 'clip.mp4'} (its partial output removed); 1 files "
+                "finished (1 restored, 0 kept); run the same command with --skip-existing to go on")
+    assert process.returncode == code and lines == [expected]
+    assert sorted(path.name for path in out.iterdir()) == ["a.png"]  # no partial video, no lock file
+
+
+def test_a_video_whose_frames_change_size_is_refused_before_the_larger_frames_are_decoded(restore, tmp_path, capsys):
+    small, large = np.full((90, 160, 3), 100, np.uint8), np.full((900, 1600, 3), 50, np.uint8)
+    mjpeg_avi(tmp_path / "mixed.avi", [small, large, large])
+    assert restore(tmp_path / "mixed.avi", "-o", tmp_path / "mixed.mp4", "--stages", "unsharp", "--max-pixels", "20000") == 1
+    assert (f"{tmp_path / 'mixed.avi'}: frame 2 is 1600x900 and above the limit of 20,000 pixels, the first 160x90: "
+            "frames that change size are refused") in capsys.readouterr().err
+    assert not (tmp_path / "mixed.mp4").exists() and not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("rate, scale, shown", [(100_000, 1, "100000"), (1, 2000, "0.0005")])
+def test_a_frame_rate_mp4_cannot_record_is_named_before_any_frame_is_restored(restore, tmp_path, capsys, rate, scale, shown):
+    mjpeg_avi(tmp_path / "rate.avi", [np.full((48, 64, 3), 100, np.uint8)] * 2, rate=rate, scale=scale)
+    assert restore(tmp_path / "rate.avi", "-o", tmp_path / "rate.mp4", "--stages", "unsharp") == 1
+    error = capsys.readouterr().err
+    assert f"a frame rate of {shown} fps cannot be recorded in an MP4 (mp4v takes more than 0.001 and at most 65,535 fps)" in error
+    assert "suffix" not in error and not (tmp_path / "rate.mp4").exists()
+
+
+def test_what_files_are_is_told_as_the_readme_says(restore, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "phone.jpg").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    Image.fromarray(photo(40, 56)).save(tmp_path / "in" / "modern.avif")
+    write_image(tmp_path / "in" / "draft.partial.png", photo(40, 56))  # a user's name, not one of ours
+    assert restore(tmp_path / "in", "-o", tmp_path / "out") == 1
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'in' / 'phone.jpg'}: its content is a HEIC image, a format not read here" in captured.err
+    assert "MP4" not in captured.err and "restored 2, failed 1" in captured.out
+    assert read_image(tmp_path / "out" / "modern.avif").shape == (80, 112, 3)
+    assert read_image(tmp_path / "out" / "draft.partial.png").shape == (80, 112, 3)
+
+
+def test_transparency_is_kept_and_grey_with_alpha_stays_grey(restore, reference, tmp_path):
+    rgb = photo(40, 56)
+    grey = np.ascontiguousarray(rgb[:, :, 1])
+    alpha = np.tile(np.linspace(0, 255, 56).astype(np.uint8), (40, 1))
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(tmp_path / "grey_alpha.png")
+    palette = Image.fromarray(rgb).quantize(colors=32)
+    palette.save(tmp_path / "palette_alpha.png", transparency=0)
+    assert restore(tmp_path / "grey_alpha.png", tmp_path / "palette_alpha.png", "-o", tmp_path / "out") == 0
+    grey_out = read_image_any(tmp_path / "out" / "grey_alpha.png")
+    assert grey_out.shape == (80, 112, 4)
+    assert np.array_equal(grey_out[..., 0], grey_out[..., 1]) and np.array_equal(grey_out[..., 1], grey_out[..., 2])
+    expected_grey = reference.restore(np.dstack([grey] * 3)) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(grey_out[..., 0] - expected_grey).max() <= 1
+    palette_out = read_image_any(tmp_path / "out" / "palette_alpha.png")
+    decoded = np.array(Image.open(tmp_path / "palette_alpha.png").convert("RGBA"))
+    assert palette_out.shape == (80, 112, 4) and np.array_equal(palette_out[..., :3], reference.restore(decoded[..., :3]))
+    assert palette_out[..., 3].min() == 0 and palette_out[..., 3].max() == 255  # the transparent colour stays transparent
+
+
+@pytest.mark.parametrize("suffix, format_name", [(".webp", "WEBP"), (".png", "PNG")])
+def test_an_animated_image_is_restored_as_its_first_frame_with_a_note(restore, reference, tmp_path, capsys, suffix, format_name):
+    first, second = photo(40, 56), photo(40, 56, name="astronaut")
+    Image.fromarray(first).save(tmp_path / f"anim{suffix}", save_all=True, append_images=[Image.fromarray(second)],
+                                lossless=True, duration=100)
+    assert restore(tmp_path / f"anim{suffix}", "-o", tmp_path / f"out{suffix}") == 0
+    captured = capsys.readouterr()
+    assert f"note: {tmp_path / f'anim{suffix}'}: an animated {format_name}; only its first frame is restored" in captured.out + captured.err
+    assert np.array_equal(read_image(tmp_path / f"out{suffix}"), reference.restore(first))

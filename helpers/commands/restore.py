@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from ..io import DEFAULT_MAX_PIXELS
 from ..pipeline import Restorer
-from ..restore import restore_files
+from ..restore import RestoreInterrupted, restore_files
 from .options import add_device, max_pixels, stage_list
 
 __all__ = ["add_parser", "restore_command"]
@@ -21,13 +24,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="restore images, folders of images, or videos",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "inputs: images (.png .jpg .jpeg .bmp .tif .tiff .webp), folders of images, videos (.mp4 .avi .mov .mkv)\n"
+            "inputs: images (.png .jpg .jpeg .bmp .tif .tiff .webp .avif), folders of images, videos (.mp4 .avi .mov .mkv)\n"
             "outputs: one input file -> OUT is the output file; several inputs or a folder -> OUT is a folder and\n"
-            "  outputs keep their input's name; videos become <stem>.mp4 (mp4v, same frame rate, no audio)\n"
-            "formats: grey stays grey; RGBA keeps its alpha (resized bilinearly); palette images become RGB;\n"
-            "  16-bit images are restored at 8-bit precision and written back 16-bit (PNG/TIFF) or 8-bit (others)\n"
-            "  (what a file is, is decided by its content; hidden and .partial files in folders are skipped)\n"
+            "  outputs keep their input's name; videos become <stem>.mp4 (mp4v, same frame rate, no audio;\n"
+            "  an odd width or height is padded to even, with a note)\n"
+            "formats: grey stays grey; transparency (RGBA, grey+alpha, palette+transparency) is kept, resized\n"
+            "  bilinearly, and written RGBA; palette images without transparency become RGB; animated images\n"
+            "  are restored as their first frame, with a note; 16-bit images are restored at 8-bit precision and\n"
+            "  written back 16-bit (PNG/TIFF) or 8-bit (others)\n"
+            "  (what a file is, is decided by its content; hidden files in folders, ours among them, are skipped)\n"
             "failures: each bad file is reported and skipped; exit code 1 if any failed, 2 on setup errors;\n"
+            "  Ctrl-C or SIGTERM stops with one line and no partial output (exit 130 or 143);\n"
             "  --skip-existing resumes an interrupted batch"
         ),
     )
@@ -62,20 +69,46 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_device(parser)
 
 
-def restore_command(args: argparse.Namespace) -> int:
-    """Run ``python -m helpers restore``; returns 0 when every input was restored, 1 when any failed, 2 on setup errors."""
-    stages = args.stages.split(",")
-    scale = args.scale if args.scale is not None else (2 if "edsr" in stages else 1)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` in the main thread for the block (Python's default would end without clean-up)."""
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        restorer = Restorer.from_weights(
-            args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32,
-            denoise=args.denoise, deblur=args.deblur, self_ensemble=args.self_ensemble,
-        )
-    except (OSError, ValueError) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 2
-    restored, skipped, errors = restore_files(
-        restorer, args.inputs, Path(args.output), args.overwrite, args.skip_existing, args.max_pixels or DEFAULT_MAX_PIXELS
-    )
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    """Run ``python -m helpers restore``; returns 0 when every input was restored, 1 when any failed, 2 on setup errors,
+    130 (Ctrl-C) or 143 (SIGTERM) when interrupted, with one line and no partial output."""
+    stages = [stage.strip().lower() for stage in args.stages.split(",") if stage.strip()]  # 'dncnn, EDSR' as typed
+    scale = args.scale if args.scale is not None else (2 if "edsr" in stages else 1)
+    with _sigterm_as_interrupt():
+        try:
+            restorer = Restorer.from_weights(
+                args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32,
+                denoise=args.denoise, deblur=args.deblur, self_ensemble=args.self_ensemble,
+            )
+            restored, skipped, errors = restore_files(
+                restorer, args.inputs, Path(args.output), args.overwrite, args.skip_existing,
+                args.max_pixels or DEFAULT_MAX_PIXELS,
+            )
+        except (OSError, ValueError) as error:
+            print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+            return 2
+        except RestoreInterrupted as interrupted:
+            print(f"error: {interrupted}", file=sys.stderr)
+            return 143 if isinstance(interrupted.interrupt, Terminated) else 130
+        except KeyboardInterrupt as interrupt:  # while loading the weights: nothing written yet
+            print("error: interrupted before any file was restored", file=sys.stderr)
+            return 143 if isinstance(interrupt, Terminated) else 130
     print(f"restored {len(restored)}, " + (f"skipped {len(skipped)}, " if skipped else "") + f"failed {len(errors)}")
     return 1 if errors else 0

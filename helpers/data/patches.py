@@ -7,6 +7,7 @@ change alike; ``PhotoDegradations`` makes noisy, blurry and 2x smaller inputs fr
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -18,6 +19,7 @@ from ..degrade import DOWNSCALE_KERNELS, add_gaussian_noise, downscale_with, qua
 
 # Blur extent of synthetic GOPRO-style blur on 640x360 frames: 2.5% of the long side, as motion_blur uses at 1280x720.
 SYNTHETIC_BLUR_SHIFT = 0.025 * FRAME_LONG
+MAX_KERNEL_BYTES = 64 * 2**20  # what a kernels .npz may inflate to (a 255x255 float64 kernel takes 0.5 MB)
 # Each synthetic blur's extent limit is drawn in [SMALLEST, 1] x that, so slight blurs are common too: a UNet
 # trained on strong blurs only made slight ones (a 250-px photo's) worse.
 SYNTHETIC_BLUR_SMALLEST = 0.25
@@ -61,15 +63,27 @@ def _recolour(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.nda
 
 
 def load_blur_kernels(path: str | os.PathLike) -> list[np.ndarray]:
-    """Blur kernels from an ``.npz`` file (each array 2-D, non-negative, normalised here to sum 1)."""
+    """Blur kernels from an ``.npz`` file (each array 2-D, finite, non-negative, normalised here to sum 1).
+
+    NaN or infinite values are refused with the rest: NaN passes ``min() < 0`` and ``sum() <= 0`` unseen and
+    turns every blur it makes into NaN. What the archive inflates to is bounded before it is read.
+    """
     try:
-        with np.load(path) as archive:
-            arrays = [np.asarray(archive[name], dtype=np.float32) for name in sorted(archive.files)]
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable .npz file of blur kernels ({error})") from None
-    bad = [i for i, k in enumerate(arrays) if k.ndim != 2 or k.min() < 0 or k.sum() <= 0]
-    if not arrays or bad:
-        raise ValueError(f"{path}: expected 2-D non-negative kernels with a positive sum; {len(bad)} of {len(arrays)} are not")
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+        if inflated > MAX_KERNEL_BYTES:
+            raise ValueError(f"its arrays inflate to {inflated:,} bytes; blur kernels take at most {MAX_KERNEL_BYTES:,}")
+        with np.load(path) as kernels:
+            arrays = [np.asarray(kernels[name], dtype=np.float32) for name in sorted(kernels.files)]
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a readable .npz file of blur kernels ({reason})") from None
+    bad = [i for i, k in enumerate(arrays) if k.ndim != 2 or not k.size or not np.isfinite(k).all() or k.min() < 0 or k.sum() <= 0]
+    if not arrays:
+        raise ValueError(f"{path}: holds no blur kernels")
+    if bad:
+        raise ValueError(f"{path}: expected 2-D finite non-negative kernels with a positive sum; {len(bad)} of "
+                         f"{len(arrays)} are not (the first: number {bad[0] + 1} in name order)")
     return [k / k.sum() for k in arrays]
 
 

@@ -11,7 +11,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -56,13 +56,25 @@ def parse_photo_folders(argument: str) -> list[PhotoFolder]:
     return folders
 
 
-def split_photos(files: Sequence[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """(train, val) photos of one folder: a seeded ``val_fraction`` of them held out (at least one of two or more)."""
+def split_photos(
+    files: Sequence[Path], val_fraction: float, seed: int, readable: Callable[[Path], bool] | None = None
+) -> tuple[list[Path], list[Path]]:
+    """(train, val) photos of one folder: a seeded ``val_fraction`` of them held out (at least one of two or more).
+
+    With ``readable``, the held-out photos are the first readable ones of the seeded order: an unreadable one met
+    while filling the validation split is left out of both (the caller counts it), so one corrupt photo never
+    leaves validation empty. The training split's photos are checked as they are drawn instead.
+    """
     n_val = round(len(files) * val_fraction)
     if val_fraction > 0 and len(files) >= 2:
         n_val = min(max(n_val, 1), len(files) - 1)
-    held_out = set(np.random.default_rng(seed).permutation(len(files))[:n_val].tolist())
-    return [f for i, f in enumerate(files) if i not in held_out], [f for i, f in enumerate(files) if i in held_out]
+    held_out, unreadable = set(), set()
+    for index in np.random.default_rng(seed).permutation(len(files)).tolist():
+        if len(held_out) == n_val:
+            break
+        (held_out if readable is None or readable(files[index]) else unreadable).add(index)
+    val = [f for i, f in enumerate(files) if i in held_out]
+    return [f for i, f in enumerate(files) if i not in held_out and i not in unreadable], val
 
 
 class PhotoLibrary:
@@ -70,7 +82,9 @@ class PhotoLibrary:
 
     Photos are decoded on first use and kept in memory (least recently used dropped beyond
     ``cache_bytes``). An unreadable photo, or one too small for a patch, is skipped for the next one of
-    its folder; unreadable ones are counted (``skipped``) and reported once each with a warning.
+    its folder; unreadable ones are counted (``skipped``) and reported once each with a warning, in both
+    splits: the validation photos are decoded when the split is made, and an unreadable one gives its place
+    to the next photo of the seeded order (``split_photos``), so validation never ends up empty for it.
     """
 
     def __init__(
@@ -84,8 +98,9 @@ class PhotoLibrary:
         if split not in ("train", "val"):
             raise ValueError(f"unknown split {split!r}; photos sources have train and val")
         self.groups, shares = [], []
+        self._unreadable: set[Path] = set()
         for folder in folders:
-            train, val = split_photos(list_images(folder.path), val_fraction, seed)
+            train, val = split_photos(list_images(folder.path), val_fraction, seed, self._readable)
             files = train if split == "train" else val
             if files:
                 self.groups.append(files)
@@ -95,7 +110,6 @@ class PhotoLibrary:
         self.shares = np.asarray(shares, dtype=np.float64) / sum(shares)
         self.cache_bytes = cache_bytes
         self._decoded: OrderedDict[Path, np.ndarray] = OrderedDict()
-        self._unreadable: set[Path] = set()
 
     def __len__(self) -> int:
         return sum(len(files) for files in self.groups)
@@ -104,6 +118,19 @@ class PhotoLibrary:
     def skipped(self) -> int:
         """How many unreadable photos were met so far."""
         return len(self._unreadable)
+
+    def _readable(self, path: Path) -> bool:
+        """Whether a photo decodes (``split_photos`` asks for the ones it holds out); unreadable ones are counted."""
+        try:
+            read_image(path)
+        except ImageReadError as error:
+            self._report_unreadable(path, error)
+            return False
+        return True
+
+    def _report_unreadable(self, path: Path, error: ImageReadError) -> None:
+        self._unreadable.add(path)
+        warnings.warn(f"skipping unreadable photo ({self.skipped} so far): {error}", stacklevel=4)
 
     def _decode(self, path: Path) -> np.ndarray | None:
         if path in self._decoded:
@@ -114,8 +141,7 @@ class PhotoLibrary:
         try:
             photo = read_image(path)
         except ImageReadError as error:
-            self._unreadable.add(path)
-            warnings.warn(f"skipping unreadable photo ({self.skipped} so far): {error}", stacklevel=4)
+            self._report_unreadable(path, error)
             return None
         self._decoded[path] = photo
         while sum(p.nbytes for p in self._decoded.values()) > self.cache_bytes and len(self._decoded) > 1:

@@ -9,10 +9,10 @@ Files, one concern each: ``config`` (``TrainConfig`` and the rules for resuming 
 from .config import TrainConfig, check_resumable
 from .distributed import DistributedInfo, distributed, main_process_first
 from .reproducibility import EpochSampler
-from .trainer import BEST_CHECKPOINT, HISTORY_KEYS, LAST_CHECKPOINT, TIMING_KEYS, TrainingDiverged, fit
+from .trainer import BEST_CHECKPOINT, HISTORY_KEYS, LAST_CHECKPOINT, RUN_LOCK, TIMING_KEYS, TrainingDiverged, fit
 from .validation import PRIMARY, validate
 
 __all__ = [
     "TrainConfig", "check_resumable", "DistributedInfo", "distributed", "main_process_first", "EpochSampler",
-    "BEST_CHECKPOINT", "HISTORY_KEYS", "LAST_CHECKPOINT", "TIMING_KEYS", "TrainingDiverged", "fit", "PRIMARY", "validate",
+    "BEST_CHECKPOINT", "HISTORY_KEYS", "LAST_CHECKPOINT", "RUN_LOCK", "TIMING_KEYS", "TrainingDiverged", "fit", "PRIMARY", "validate",
 ]

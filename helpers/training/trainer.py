@@ -17,10 +17,11 @@ backward and autotuner make every CUDA run differ slightly, resumed or not.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import asdict
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..checks import check_image_batch, range_checked_upstream
+from ..io import exclusive_lock
 from ..losses import build_loss
 from .config import TrainConfig, check_resumable, config_from, describes
 from .distributed import DistributedInfo, all_reduce_sum, distributed, unwrap
@@ -58,6 +60,7 @@ HISTORY_KEYS = (
 )
 TIMING_KEYS = ("seconds", "seconds_per_step", "eta_seconds")  # wall-clock entries: the only ones a resumed run may change
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
+RUN_LOCK = ".lock"  # in the run folder while a run writes it: a second run into it is refused, naming the first
 PACE_AFTER_STEPS = 10  # steps measured (after the warm-up step) before the run's expected duration is printed
 
 
@@ -75,7 +78,9 @@ class TrainingDiverged(RuntimeError):
 
 
 def _weights_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(tensor).all()) for tensor in model.state_dict().values() if tensor.is_floating_point())
+    """Whether every floating-point weight and buffer is finite, in one read from the device (not one per tensor)."""
+    tensors = [tensor for tensor in model.state_dict().values() if tensor.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(tensor).all() for tensor in tensors]).all()) if tensors else True
 
 
 class _BufferSnapshot:
@@ -209,6 +214,11 @@ class _Trainer:
         elif self.scaler.is_enabled() and self.info.is_main:
             print(f"{path}: no float16 loss-scaler state (saved without float16 AMP); starting with a fresh loss scale")
 
+    def _kept(self) -> str:
+        """What a diverged run leaves: its last good checkpoint, or nothing when it failed before the first save."""
+        last = self.checkpoint_dir / LAST_CHECKPOINT
+        return f"last good checkpoint kept in {last}" if last.is_file() else f"no checkpoint written yet in {self.checkpoint_dir}"
+
     def save(self, name: str, status: str) -> None:
         if self.info.is_main:
             save_checkpoint(self.checkpoint_dir / name, self.state(status))
@@ -249,10 +259,11 @@ class _Trainer:
         """Print, once per ``fit`` call, the measured time per step and what it means for an epoch and the run."""
         steps = len(self.train_loader)
         remaining = (self.config.epochs - self.epoch) * steps - self.steps_this_epoch
+        epochs_left = self.config.epochs - self.epoch
         tqdm.write(
             f"measured {seconds_per_step:.3g} s/step over {measured_steps} steps: {_duration(seconds_per_step * steps)} "
             f"per epoch of {steps} steps, {_duration(seconds_per_step * remaining)} for the rest of the run "
-            f"({self.config.epochs - self.epoch} epochs to go; validation not included)"
+            f"({epochs_left} epoch{'s' if epochs_left != 1 else ''} to go; validation not included)"
         )
         self.pace_reported = True
 
@@ -296,8 +307,8 @@ class _Trainer:
                     bar.close()
                     raise TrainingDiverged(
                         f"training stopped: the loss was non-finite for {non_finite_streak} consecutive steps "
-                        f"(epoch {self.epoch + 1}, step {self.global_step}); last good checkpoint kept in "
-                        f"{self.checkpoint_dir / LAST_CHECKPOINT} (try a lower --lr, --grad-clip or --no-amp)"
+                        f"(epoch {self.epoch + 1}, step {self.global_step}); {self._kept()} "
+                        "(try a lower --lr, --grad-clip or --no-amp)"
                     )
             images += len(inputs) * self.info.world_size
             now = time.perf_counter()
@@ -342,7 +353,7 @@ class _Trainer:
             if not _weights_finite(self.raw_model) or not math.isfinite(metrics["val_loss"]):
                 raise TrainingDiverged(
                     f"training stopped: the weights or validation loss became non-finite in epoch {self.epoch + 1}; "
-                    f"not saved, last good checkpoint kept in {self.checkpoint_dir / LAST_CHECKPOINT}"
+                    f"not saved, {self._kept()}"
                 )
             if self.cascade_validation is not None and self.info.is_main:
                 metrics["cascade_psnr"] = self.cascade_validation(self.raw_model)
@@ -403,6 +414,9 @@ def fit(
     Under ``torchrun`` it trains with DistributedDataParallel; only rank 0 writes and prints.
     ``cascade_validation(model)``, when given, runs after every epoch's validation (on rank 0) and
     returns a PSNR recorded as ``cascade_psnr``: how the whole cascade does with this network in it.
+    The run folder is locked while ``fit`` runs (``RUN_LOCK``): a second run into it, from another notebook or
+    process, is refused with DestinationBusyError naming the first one's PID, so ``best.pt`` and ``last.pt``
+    always come from one run.
     Raises TrainingDiverged after ``nan_patience`` consecutive non-finite losses, CheckpointError
     for a checkpoint that cannot be resumed.
     """
@@ -415,9 +429,8 @@ def fit(
     if loss is None:
         loss = build_loss(config.loss)
     checkpoint_dir = Path(checkpoint_dir)
-    with distributed(device) as (info, torch_device), deterministic_algorithms(config.deterministic):
-        if info.is_main:
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    with distributed(device) as (info, torch_device), deterministic_algorithms(config.deterministic), \
+            exclusive_lock(checkpoint_dir, checkpoint_dir / RUN_LOCK) if info.is_main else contextlib.nullcontext():
         seed_everything(config.seed)
         trainer = _Trainer(
             unwrap(model), train_data, val_data, loss, config, checkpoint_dir, torch_device, info, cascade_validation
