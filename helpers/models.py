@@ -7,8 +7,9 @@ output, so callers never (de)normalise by hand.
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import kornia
 import numpy as np
@@ -18,7 +19,7 @@ from torch import nn
 from .checks import RANGE_TOLERANCE, check_image_batch
 from .io import image_to_tensor, tensor_to_image
 
-__all__ = ["ImageNorm", "DnCNN", "UNet", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters"]
+__all__ = ["ImageNorm", "DnCNN", "UNet", "UNET_BLOCKS", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -154,25 +155,129 @@ def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+class _ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each pixel of an (N, C, H, W) tensor, with a learned scale and shift per channel.
+
+    Computed in float32 under autocast too (a bfloat16 variance of near-equal channels is mostly rounding).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        values = features.float()
+        variance, mean = torch.var_mean(values, dim=1, keepdim=True, correction=0)
+        return ((values - mean) * torch.rsqrt(variance + self.eps) * self.weight + self.bias).to(features.dtype)
+
+
+def _simple_gate(features: torch.Tensor) -> torch.Tensor:
+    """SimpleGate: split the channels in two halves and multiply them (a gate without an activation function)."""
+    first, second = features.chunk(2, dim=1)
+    return first * second
+
+
+class _GatedBlock(nn.Module):
+    """The gated block of NAFNet (Chen et al., ECCV 2022): two residual parts, each scaled by a learned factor.
+
+    Spatial part: LayerNorm, 1x1 conv to 2C, 3x3 depthwise conv, SimpleGate (back to C), simplified channel
+    attention (the features times a 1x1 conv of their global average), 1x1 conv. Feed-forward part: LayerNorm,
+    1x1 conv to 2C, SimpleGate, 1x1 conv. The residual scales start at zero, so a new block is the identity.
+    Parameters: 7 C^2 + 33 C.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.spatial = nn.Sequential(
+            _ChannelLayerNorm(channels),
+            nn.Conv2d(channels, 2 * channels, 1),
+            nn.Conv2d(2 * channels, 2 * channels, 3, padding=1, groups=2 * channels),
+        )
+        self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels, 1))
+        self.spatial_out = nn.Conv2d(channels, channels, 1)
+        self.feed_forward = nn.Sequential(_ChannelLayerNorm(channels), nn.Conv2d(channels, 2 * channels, 1))
+        self.feed_forward_out = nn.Conv2d(channels, channels, 1)
+        self.spatial_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.feed_forward_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        gated = _simple_gate(self.spatial(features))
+        features = features + self.spatial_out(gated * self.attention(gated)) * self.spatial_scale
+        return features + self.feed_forward_out(_simple_gate(self.feed_forward(features))) * self.feed_forward_scale
+
+
+UNET_BLOCKS = ("plain", "nafnet")
+MAX_GATED_LEVELS, MAX_GATED_BLOCKS, MAX_GATED_CHANNELS = 8, 64, 4096  # bounds on block="nafnet"'s arguments
+
+
 class UNet(_Network):
-    """UNet (Ronneberger et al., MICCAI 2015) as a deblurring network that predicts a residual.
+    """UNet (Ronneberger et al., MICCAI 2015) as a deblurring network that predicts a residual, with one of two blocks.
 
     Args:
-        base_channels: channels at full resolution, doubled at every level (32).
-        depth: number of 2x downsamplings (4), so sizes are padded to a multiple of 2**depth.
+        base_channels: ``block="plain"``: channels at full resolution, doubled at every level (32).
+        depth: ``block="plain"``: number of 2x downsamplings (4).
+        image_channels: 3 for colour.
+        block: "plain" (default): the seed's network, double 3x3 conv + ReLU per level. "nafnet": the gated block of
+            NAFNet (Chen et al., ECCV 2022; ``_GatedBlock``), where ``width``, ``enc_blocks``, ``middle_blocks`` and
+            ``dec_blocks`` set the size and ``base_channels``/``depth`` must keep their defaults.
+        width: ``block="nafnet"``: channels at full resolution, doubled at every level (default 32).
+        enc_blocks: ``block="nafnet"``: gated blocks of each encoder level, from full resolution down; the number of
+            levels is the number of 2x downsamplings (default (1, 1, 1, 28), the paper's GOPRO width-32 network; a
+            single number is one level).
+        middle_blocks: ``block="nafnet"``: gated blocks at the lowest resolution (default 1).
+        dec_blocks: ``block="nafnet"``: gated blocks of each decoder level, from full resolution down, as many
+            levels as ``enc_blocks`` (default one per level).
 
-    Encoder: double 3x3 conv + 2x2 max-pool per level; decoder: 2x2 transposed conv, concatenation
-    with the skip, double conv; a 1x1 conv (zero at initialisation, so training starts from the
-    identity) gives the residual added to the input. Any H and W are
-    accepted: the input is reflect-padded to a multiple of 2**depth and the output cropped back.
+    Plain: encoder of double 3x3 conv + 2x2 max-pool per level; decoder of 2x2 transposed conv, concatenation with
+    the skip, double conv; a 1x1 conv gives the residual. Gated (NAFNet's UNet): a 3x3 conv to ``width`` channels;
+    per encoder level its blocks then a 2x2 stride-2 conv that doubles the channels; the middle blocks; per decoder
+    level a 1x1 conv and pixel shuffle that halve the channels, the encoder's features added (not concatenated),
+    its blocks; a 3x3 conv gives the residual. Either way the last conv starts at zero, so training starts from
+    the identity, and any H and W are accepted: the input is reflect-padded to a multiple of 2**depth (the number
+    of levels) and the output cropped back. The gated block's channel attention averages over the whole input,
+    so a tile's output depends a little on the rest of the tile.
     """
 
     name = "unet"
 
-    def __init__(self, base_channels: int = 32, depth: int = 4, image_channels: int = 3) -> None:
-        super().__init__(base_channels=base_channels, depth=depth, image_channels=image_channels)
+    def __init__(
+        self,
+        base_channels: int = 32,
+        depth: int = 4,
+        image_channels: int = 3,
+        block: str = "plain",
+        width: int | None = None,
+        enc_blocks: Sequence[int] | None = None,
+        middle_blocks: int | None = None,
+        dec_blocks: Sequence[int] | None = None,
+    ) -> None:
+        if block == "plain":
+            gated = {"width": width, "enc_blocks": enc_blocks, "middle_blocks": middle_blocks, "dec_blocks": dec_blocks}
+            given = [name for name, value in gated.items() if value is not None]
+            if given:
+                raise ValueError(f"UNet: {', '.join(given)} set the nafnet block's size; block='plain' takes base_channels and depth")
+            super().__init__(base_channels=base_channels, depth=depth, image_channels=image_channels, block=block)
+            self._build_plain(base_channels, depth, image_channels)
+        elif block == "nafnet":
+            if (base_channels, depth) != (32, 4):
+                raise ValueError("UNet: block='nafnet' takes width and enc_blocks, not base_channels and depth")
+            width = 32 if width is None else width
+            enc_blocks = (1, 1, 1, 28) if enc_blocks is None else _per_level(enc_blocks, "enc_blocks")
+            middle_blocks = 1 if middle_blocks is None else middle_blocks
+            dec_blocks = (1,) * len(enc_blocks) if dec_blocks is None else _per_level(dec_blocks, "dec_blocks")
+            _check_gated_size(width, enc_blocks, middle_blocks, dec_blocks)
+            super().__init__(image_channels=image_channels, block=block, width=width, enc_blocks=enc_blocks,
+                             middle_blocks=middle_blocks, dec_blocks=dec_blocks)
+            self._build_gated(width, enc_blocks, middle_blocks, dec_blocks, image_channels)
+        else:
+            raise ValueError(f"UNet block: expected one of {', '.join(UNET_BLOCKS)}, received {block!r}")
+        self.block = block
+        self.min_size = 2**self.depth
+
+    def _build_plain(self, base_channels: int, depth: int, image_channels: int) -> None:
         self.depth = depth
-        self.min_size = 2**depth
         widths = [base_channels * 2**level for level in range(depth + 1)]
         self.encoders = nn.ModuleList(
             [_double_conv(image_channels, widths[0])]
@@ -186,6 +291,24 @@ class UNet(_Network):
         self.head = nn.Conv2d(widths[0], image_channels, 1)
         _zero_init(self.head)
 
+    def _build_gated(
+        self, width: int, enc_blocks: tuple[int, ...], middle_blocks: int, dec_blocks: tuple[int, ...], image_channels: int
+    ) -> None:
+        self.depth = len(enc_blocks)
+        widths = [width * 2**level for level in range(self.depth + 1)]
+        blocks = lambda count, channels: nn.Sequential(*[_GatedBlock(channels) for _ in range(count)])  # noqa: E731
+        self.intro = nn.Conv2d(image_channels, width, 3, padding=1)
+        self.encoders = nn.ModuleList([blocks(count, widths[level]) for level, count in enumerate(enc_blocks)])
+        self.downsamplers = nn.ModuleList([nn.Conv2d(widths[level], widths[level + 1], 2, stride=2) for level in range(self.depth)])
+        self.middle = blocks(middle_blocks, widths[-1])
+        levels = list(reversed(range(self.depth)))  # the decoder runs from the lowest resolution up
+        self.upsamplers = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(widths[level + 1], 2 * widths[level + 1], 1, bias=False), nn.PixelShuffle(2)) for level in levels]
+        )
+        self.decoders = nn.ModuleList([blocks(dec_blocks[level], widths[level]) for level in levels])
+        self.head = nn.Conv2d(width, image_channels, 3, padding=1)
+        _zero_init(self.head)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check(images)
         height, width = images.shape[-2:]
@@ -193,6 +316,11 @@ class UNet(_Network):
         pad_bottom, pad_right = (-height) % multiple, (-width) % multiple
         normalized = self.norm.normalize(images)
         features = nn.functional.pad(normalized, (0, pad_right, 0, pad_bottom), mode="reflect")
+        residual = self._plain_residual(features) if self.block == "plain" else self._gated_residual(features)
+        return self.norm.denormalize(normalized + residual[..., :height, :width])
+
+    def _plain_residual(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder with max-pooling, decoder with transposed convs and concatenated skips, 1x1 head."""
         skips = []
         for level, encoder in enumerate(self.encoders):
             features = encoder(features if level == 0 else self.pool(features))
@@ -200,8 +328,44 @@ class UNet(_Network):
         features = skips.pop()
         for upsample, decoder in zip(self.upsamplers, self.decoders):
             features = decoder(torch.cat([upsample(features), skips.pop()], dim=1))
-        residual = self.head(features)[..., :height, :width]
-        return self.norm.denormalize(normalized + residual)
+        return self.head(features)
+
+    def _gated_residual(self, features: torch.Tensor) -> torch.Tensor:
+        """Gated blocks; strided-conv downsampling, pixel-shuffle upsampling, added skips; 3x3 head."""
+        features = self.intro(features)
+        skips = []
+        for encoder, downsample in zip(self.encoders, self.downsamplers):
+            features = encoder(features)
+            skips.append(features)
+            features = downsample(features)
+        features = self.middle(features)
+        for upsample, decoder in zip(self.upsamplers, self.decoders):
+            features = decoder(upsample(features) + skips.pop())
+        return self.head(features)
+
+
+def _per_level(counts: Sequence[int] | int, name: str) -> tuple[int, ...]:
+    """Block counts per level as a tuple (one number: one level); ValueError for anything else."""
+    if isinstance(counts, int):
+        return (counts,)
+    if isinstance(counts, (list, tuple)):
+        return tuple(counts)
+    raise ValueError(f"UNet nafnet {name}: expected block counts per level (a list of whole numbers), received {counts!r}")
+
+
+def _check_gated_size(width: int, enc_blocks: tuple[int, ...], middle_blocks: int, dec_blocks: tuple[int, ...]) -> None:
+    """ValueError unless the gated UNet's size arguments are whole numbers within bounds (checked before building)."""
+    counts = (*enc_blocks, middle_blocks, *dec_blocks)
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in (width, *counts)):
+        raise ValueError(f"UNet nafnet: width and block counts must be whole numbers, received width={width!r}, "
+                         f"enc_blocks={enc_blocks!r}, middle_blocks={middle_blocks!r}, dec_blocks={dec_blocks!r}")
+    if not 1 <= len(enc_blocks) <= MAX_GATED_LEVELS or len(dec_blocks) != len(enc_blocks):
+        raise ValueError(f"UNet nafnet: expected 1 to {MAX_GATED_LEVELS} levels, as many in dec_blocks as in enc_blocks, "
+                         f"received enc_blocks={list(enc_blocks)}, dec_blocks={list(dec_blocks)}")
+    if not all(0 <= count <= MAX_GATED_BLOCKS for count in counts):
+        raise ValueError(f"UNet nafnet: expected 0 to {MAX_GATED_BLOCKS} blocks per level, received {list(counts)}")
+    if not 1 <= width * 2 ** len(enc_blocks) <= MAX_GATED_CHANNELS:
+        raise ValueError(f"UNet nafnet: width {width} doubled over {len(enc_blocks)} levels exceeds {MAX_GATED_CHANNELS} channels")
 
 
 class _ResidualBlock(nn.Module):
@@ -349,11 +513,15 @@ MODELS: dict[str, type[_Network]] = {"dncnn": DnCNN, "unet": UNet, "edsr": EDSR}
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Create a network by name ('dncnn', 'unet', 'edsr') with constructor arguments."""
-    try:
-        return MODELS[name.lower()](**kwargs)
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}") from None
+    """Create a network by name ('dncnn', 'unet', 'edsr') with constructor arguments; ValueError for unknown ones."""
+    network = MODELS.get(name.lower())
+    if network is None:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+    accepted = [parameter for parameter in inspect.signature(network).parameters if parameter != "self"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name}: unknown argument {unknown[0]!r} (it takes {', '.join(accepted)})")
+    return network(**kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -2,7 +2,7 @@
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``: it counts matrix multiplications and
 convolutions (2 FLOPs per multiply-add, biases and element-wise ops not counted), which is the
-convention published model tables use. Peak CPU memory is the process's peak resident set size,
+convention published model tables use (with one correction: see ``flop_counter``). Peak CPU memory is the process's peak resident set size,
 so each CPU measurement runs in a fresh subprocess (``measure_in_subprocess``); on CUDA it is
 ``torch.cuda.max_memory_allocated``.
 """
@@ -24,10 +24,11 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 __all__ = [
     "count_flops",
+    "flop_counter",
     "Timing",
     "time_call",
     "synchronize",
@@ -37,15 +38,33 @@ __all__ = [
     "measure_in_subprocess",
     "GpuSpec",
     "COLAB_GPUS",
+    "ASSUMED_EFFICIENCY",
     "TrainingEstimate",
     "estimate_training",
     "saved_activation_bytes",
 ]
 
 
+def _convolution_backward_flops(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], bias: Any, stride: Any,
+                                padding: Any, dilation: Any, transposed: bool, output_padding: Any, groups: int,
+                                output_mask: list[bool], **kwargs: Any) -> int:
+    """Each gradient a convolution's backward computes (input, weight) costs what its forward does.
+
+    torch's own formula ignores ``groups`` for the weight gradient: it counts a 64-channel depthwise 3x3
+    convolution's backward as 64 times its forward (torch 2.14), which made the gated UNet look 8x dearer to train.
+    """
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, with grouped (depthwise) convolutions' backward counted correctly."""
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _convolution_backward_flops})
+
+
 def count_flops(model: nn.Module | Callable[..., Any], *inputs: Any) -> int:
     """Floating-point operations of one call ``model(*inputs)``, counted from the executed layers."""
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with torch.inference_mode(), counter:
         model(*inputs)
     return int(counter.get_total_flops())
@@ -171,54 +190,74 @@ if __name__ == "__main__":
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """A GPU as the estimates see it: memory and peak float16 tensor-core throughput (vendor figures)."""
+    """A GPU as the estimates see it: the memory Colab reports and the peak dense float16 tensor-core throughput."""
 
     memory_gib: float
     fp16_tflops: float
 
 
-# Colab's GPUs this project sizes its full runs for; peaks from the NVIDIA datasheets.
-COLAB_GPUS = {"V100 16 GB": GpuSpec(16.0, 125.0), "T4 15 GB": GpuSpec(15.0, 65.0)}
-# Share of the peak a convolutional network's training reaches with AMP (an assumption, not a measurement:
-# small 64-channel convolutions and element-wise work keep real runs well below the datasheet peak).
-ASSUMED_UTILISATION = 0.3
+# The GPUs Colab offers (T4 on the free tier; L4, A100 and H100 paid). Peaks from NVIDIA's datasheets, dense (without
+# the sparsity that doubles some quoted figures); the H100's is the SXM card's (a PCIe H100 has 756).
+COLAB_GPUS = {
+    "T4": GpuSpec(15.0, 65.0),
+    "L4": GpuSpec(22.5, 121.0),
+    "A100": GpuSpec(40.0, 312.0),
+    "H100": GpuSpec(80.0, 989.0),
+}
+# Share of that peak a training step of these networks reaches with AMP: an assumed range, not a measurement. Their
+# 32-128-channel convolutions, batch norm, ReLU and the losses' element-wise work keep real runs far below the
+# datasheet: 5-15% of a T4's peak is 3-10 TFLOPS. The faster GPUs are harder to fill with such small layers, and
+# data loading on the VM's few CPU cores caps them, so there the range is a lower bound on the time.
+ASSUMED_EFFICIENCY = (0.05, 0.15)
 # Allocator fragmentation, cuDNN workspaces and the CUDA context on top of tensors (an assumption too).
 MEMORY_OVERHEAD = 1.25
 CUDA_CONTEXT_BYTES = 0.5 * 2**30
 ADAM_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and Adam's two moments
 
 
+def _duration(seconds: float) -> str:
+    """'2.5 h', '12 min' or '40 s': the unit a reader compares at a glance."""
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 @dataclass(frozen=True)
 class TrainingEstimate:
-    """One training step's counted work and memory, and what they mean per epoch on ``COLAB_GPUS``."""
+    """One training step's counted work and memory, and what they mean for a run of ``epochs`` on ``COLAB_GPUS``."""
 
     flops_per_step: float
     activation_bytes: float
     parameter_bytes: float
     steps_per_epoch: int
+    epochs: int = 1
 
     @property
     def memory_bytes(self) -> float:
         return (self.activation_bytes + self.parameter_bytes) * MEMORY_OVERHEAD + CUDA_CONTEXT_BYTES
 
-    def epoch_seconds(self, gpu: GpuSpec) -> float:
-        return self.steps_per_epoch * self.flops_per_step / (gpu.fp16_tflops * 1e12 * ASSUMED_UTILISATION)
+    def epoch_seconds(self, gpu: GpuSpec, efficiency: float) -> float:
+        """Seconds per epoch on ``gpu`` reaching ``efficiency`` (a share) of its float16 peak."""
+        return self.steps_per_epoch * self.flops_per_step / (gpu.fp16_tflops * 1e12 * efficiency)
 
     def summary(self) -> str:
-        """Memory and time per epoch on each Colab GPU, one line each, with the assumptions named."""
+        """Memory, time per epoch and for the whole run on each Colab GPU, one line each, with the assumptions named."""
+        low, high = ASSUMED_EFFICIENCY
         lines = [f"estimated from counted FLOPs ({self.flops_per_step / 1e12:.2f} TFLOP per step) and saved activations "
-                 f"({self.activation_bytes / 2**30:.2f} GiB per step), assuming {ASSUMED_UTILISATION:.0%} of each GPU's "
-                 f"float16 peak and {MEMORY_OVERHEAD - 1:.0%} memory overhead:"]
+                 f"({self.activation_bytes / 2**30:.2f} GiB per step), assuming {low:.0%}-{high:.0%} of each GPU's "
+                 f"float16 peak (an assumption: compare the trainer's measured s/step) and {MEMORY_OVERHEAD - 1:.0%} memory overhead:"]
         for name, gpu in COLAB_GPUS.items():
             fits = "fits" if self.memory_bytes < gpu.memory_gib * 2**30 else "DOES NOT FIT"
-            lines.append(f"  {name}: {self.memory_bytes / 2**30:.1f} GiB ({fits}), "
-                         f"{self.epoch_seconds(gpu) / 60:.1f} min per epoch of {self.steps_per_epoch} steps")
+            fast, slow = self.epoch_seconds(gpu, high), self.epoch_seconds(gpu, low)
+            lines.append(f"  {name} ({gpu.memory_gib:g} GiB): {self.memory_bytes / 2**30:.1f} GiB ({fits}), "
+                         f"{_duration(fast)}-{_duration(slow)} per epoch of {self.steps_per_epoch} steps, "
+                         f"{_duration(fast * self.epochs)}-{_duration(slow * self.epochs)} for {self.epochs} epochs")
         return "\n".join(lines)
 
 
 def _saved_activation_bytes(step: Callable[[], torch.Tensor]) -> tuple[float, float]:
     """(bytes of the tensors autograd saves for backward, FLOPs of forward and backward) of one ``step``."""
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         saved, loss = saved_activation_bytes(step)
         loss.backward()
@@ -231,10 +270,12 @@ def estimate_training(
     patch: int,
     batch_size: int,
     steps_per_epoch: int,
+    epochs: int = 1,
     scale: int = 1,
     probe: int = 64,
 ) -> TrainingEstimate:
-    """Count one training step of ``model`` on ``batch_size`` RGB ``patch`` x ``patch`` inputs (targets ``scale`` x larger).
+    """Count one training step of ``model`` on ``batch_size`` RGB ``patch`` x ``patch`` inputs (targets ``scale`` x larger),
+    for a run of ``epochs`` epochs of ``steps_per_epoch`` steps.
 
     A single ``min(patch, probe)``-pixel patch is run forward and backward on the CPU under bfloat16
     autocast (2-byte activations, as float16 AMP keeps them on a GPU); FLOPs and saved activations
@@ -257,4 +298,4 @@ def estimate_training(
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in loss.parameters())
     return TrainingEstimate(flops * growth, activation_bytes * growth, trained * ADAM_BYTES_PER_PARAMETER + frozen * 4.0,
-                            steps_per_epoch)
+                            steps_per_epoch, epochs)

@@ -32,6 +32,7 @@ from .data import (
 )
 from .metrics import psnr
 from .models import build_model as build_network
+from .training.config import describes
 from .training.reproducibility import seed_everything
 
 __all__ = [
@@ -228,7 +229,7 @@ def build_model(stage: str, config: Mapping[str, Any]) -> nn.Module:
     if init:
         model = load_model(init, expected_name=stage)
         arch = dict(config.get("arch") or {})
-        if arch and arch != model.arch:
+        if arch and not describes(arch, model.arch):  # the whole record or only the constructor arguments
             raise ValueError(f"{init}: holds a {model.arch} network, but the config's arch is {arch}")
         return model
     return build_network(stage, **dict(config.get("arch") or {}).get("kwargs", config.get("arch") or {}))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from helpers.models import DnCNN, EDSR
-from helpers.profiling import Timing, count_flops, measure_in_subprocess, peak_rss_bytes, saved_activation_bytes, time_call
+from helpers.profiling import Timing, count_flops, flop_counter, measure_in_subprocess, peak_rss_bytes, saved_activation_bytes, time_call
 
 
 @pytest.mark.parametrize(("in_channels", "out_channels", "kernel", "height", "width"), [(64, 64, 3, 18, 32), (3, 5, 5, 17, 23), (8, 4, 1, 9, 9)])
@@ -16,6 +16,22 @@ def test_single_convolution_flops_are_exact(in_channels: int, out_channels: int,
     conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
     flops = count_flops(conv, torch.rand(1, in_channels, height, width))
     assert flops == 2 * in_channels * out_channels * kernel * kernel * height * width
+
+
+@pytest.mark.parametrize("groups", [1, 4, 32])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_convolution_backward_costs_its_forward_per_gradient_also_when_grouped(groups: int, transposed: bool) -> None:
+    """By hand: one pass is 2 x output pixels x out channels x (in channels / groups) x kernel area multiply-adds
+    (a transposed convolution: per input pixel); the backward computes two such passes (input and weight gradients).
+    torch's own formula ignores the groups in the backward (32x too many for a 32-group depthwise convolution)."""
+    layer = (nn.ConvTranspose2d(32, 32, 3, stride=2, groups=groups) if transposed
+             else nn.Conv2d(32, 32, 3, padding=1, groups=groups))
+    image = torch.rand(2, 32, 10, 12, requires_grad=True)
+    one_pass = 2 * 2 * 10 * 12 * 32 * (32 // groups) * 9
+    counter = flop_counter()
+    with counter:
+        layer(image).sum().backward()
+    assert counter.get_total_flops() == 3 * one_pass
 
 
 def test_batch_multiplies_flops() -> None:
@@ -85,13 +101,13 @@ def test_measure_in_subprocess_reports_failures() -> None:
 
 
 def test_training_estimate_counts_forward_and_backward_and_leaves_the_model_alone():
-    from helpers.profiling import ADAM_BYTES_PER_PARAMETER, COLAB_GPUS, estimate_training
+    from helpers.profiling import ADAM_BYTES_PER_PARAMETER, estimate_training
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.Conv2d(4, 3, 1, bias=False))
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     rng_before = torch.get_rng_state()
-    estimate = estimate_training(model, nn.L1Loss(), patch=16, batch_size=2, steps_per_epoch=10, probe=8)
+    estimate = estimate_training(model, nn.L1Loss(), patch=16, batch_size=2, steps_per_epoch=10, epochs=3, probe=8)
     # By hand at the 8x8 probe: each convolution's forward MACs, times 3 (forward, input and weight gradients;
     # the first layer's input gradient is not needed, so it is 2 for it), 2 FLOPs per MAC; scaled by (16/8)^2 x 2.
     first, second = 8 * 8 * 4 * 3 * 9, 8 * 8 * 3 * 4
@@ -100,9 +116,25 @@ def test_training_estimate_counts_forward_and_backward_and_leaves_the_model_alon
     assert estimate.activation_bytes >= 8 * 2 * (3 + 4) * 64  # at least each convolution's bfloat16 input, x8
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())  # BN statistics too
     assert torch.equal(torch.get_rng_state(), rng_before)
-    gpu = COLAB_GPUS["T4 15 GB"]
-    assert estimate.epoch_seconds(gpu) == pytest.approx(10 * estimate.flops_per_step / (gpu.fp16_tflops * 1e12 * 0.3))
-    assert "T4 15 GB" in estimate.summary() and "fits" in estimate.summary()
+
+
+def test_training_estimate_times_each_colab_gpu_over_the_assumed_efficiency_range():
+    from helpers.profiling import ASSUMED_EFFICIENCY, COLAB_GPUS, GpuSpec, TrainingEstimate
+
+    assert list(COLAB_GPUS) == ["T4", "L4", "A100", "H100"]  # what Colab offers today (V100 is gone)
+    # 2 TFLOP per step, 600 steps per epoch, 50 epochs; 10 GiB of activations.
+    estimate = TrainingEstimate(2e12, 10 * 2**30, 0.0, steps_per_epoch=600, epochs=50)
+    assert estimate.epoch_seconds(GpuSpec(16.0, 100.0), 0.1) == pytest.approx(600 * 2e12 / 10e12)  # 120 s
+    lines = estimate.summary().splitlines()
+    low, high = ASSUMED_EFFICIENCY
+    assert f"{low:.0%}-{high:.0%}" in lines[0]  # the assumption is stated
+    t4 = next(line for line in lines if line.strip().startswith("T4"))
+    # 10 GiB x 1.25 + 0.5 GiB = 13 GiB: fits the T4's 15 GiB; at 15% of 65 TFLOPS an epoch is 2 min, at 5% 6 min.
+    seconds = 600 * 2e12 / (65e12 * np.array([high, low]))
+    assert "13.0 GiB (fits)" in t4 and f"{seconds[0] / 60:.0f} min-{seconds[1] / 60:.0f} min per epoch of 600 steps" in t4
+    assert f"{seconds[0] * 50 / 3600:.1f} h-{seconds[1] * 50 / 3600:.1f} h for 50 epochs" in t4
+    bigger = TrainingEstimate(2e12, 30 * 2**30, 0.0, steps_per_epoch=1)
+    assert "DOES NOT FIT" in bigger.summary().splitlines()[1] and "(fits)" in bigger.summary().splitlines()[3]  # T4 no, A100 yes
 
 
 def test_saved_activation_bytes_counts_what_backward_keeps_without_parameters() -> None:

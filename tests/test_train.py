@@ -23,6 +23,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 from torch.utils.data import DataLoader
 
+from bench.gpu_check import SyncCounter
 from helpers.checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
 from helpers.commands import build_parser, main
 from helpers.data import build_dataset, resolve_source
@@ -379,6 +380,24 @@ def test_a_float16_training_step_reads_from_the_device_twice(sample_pairs, cache
         counts.append(reads.count - before)
     assert len(batches) == 4 and (counts[1] - counts[0]) / 3 == 2  # per step: the loss with its finiteness, and GradScaler's found-inf check
     assert reads.edge_checks == 2 * (1 + 4)  # inputs and targets of every batch were still checked, in host memory
+
+
+def test_a_unet_step_makes_no_filter_kernel_on_the_device(sample_pairs, cache_root, tmp_path):
+    """kornia makes the SSIM and Sobel kernels with ``torch.tensor(..., device=cuda)`` on every call: a copy from host
+    memory that waits for the GPU, two per step of the UNet's default loss (4 synchronisations a step, not 2).
+    The kernels are now made once per device; counted here by code location, after a first step."""
+    trainer = make_trainer("unet", sample_pairs, cache_root, tmp_path, amp=True, amp_dtype="float16",
+                           loss=recipes.STAGE_DEFAULTS["unet"].loss)
+    trainer.loss = build_loss(recipes.STAGE_DEFAULTS["unet"].loss)
+    assert set(trainer.loss.terms) == {"l1", "ssim", "sobel"}
+    batches = list(trainer.train_loader)
+    trainer.train_loader = batches[:1]
+    trainer.train_epoch()  # the first step makes the kernels
+    trainer.train_loader = batches
+    with SyncCounter("cpu") as syncs:
+        trainer.train_epoch()
+    made = {location: count for location, count in syncs.counts.items() if "losses.py" in location or "kornia" in location}
+    assert made == {}
 
 
 def test_steps_skipped_by_the_loss_scaler_are_counted(sample_pairs, cache_root, tmp_path):

@@ -8,6 +8,9 @@ every checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,13 +18,14 @@ from typing import Any
 from .. import recipes
 from ..cascade import DEFAULT_CASCADE_LOSS, build_cascade_loss, export_cascade, load_cascade
 from ..checkpoint import CheckpointError, load_checkpoint
+from ..io import exclusive_lock
 from ..losses import build_loss
 from ..pipeline import DEFAULT_WEIGHTS_DIR
-from ..training import LAST_CHECKPOINT, TrainConfig, TrainingDiverged, check_resumable, distributed, fit, main_process_first
+from ..training import LAST_CHECKPOINT, RUN_LOCK, TrainConfig, TrainingDiverged, check_resumable, distributed, fit, main_process_first
 from ..training.reproducibility import seed_everything
 from .options import NETWORKS, DATA_HELP, add_device, aux_weights, share, sigma, stage_list
 
-__all__ = ["add_parser", "config_from_args", "train_command"]
+__all__ = ["add_parser", "arch_arguments", "config_from_args", "train_command"]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -29,13 +33,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="train one network of the cascade, or fine-tune the cascade end to end")
     parser.add_argument("model", choices=[*NETWORKS, "cascade"])
     parser.add_argument("--data", default="sample", help=DATA_HELP)
+    parser.add_argument("--arch", type=arch_arguments, default=None, metavar="KEY=VALUE,...",
+                        help="the network's constructor arguments (the recipe's arch; default: its defaults), lists "
+                             "dash-separated, e.g. unet: block=nafnet,width=16,enc_blocks=1-1-1-2,dec_blocks=1-1-1-1")
     parser.add_argument("--out", required=True, help="checkpoint folder (last.pt, best.pt)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the data")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch", type=int, default=None,
                         help="training patch size (input side; default: dncnn 50, unet 128, edsr 48, cascade 128)")
-    parser.add_argument("--lr", type=float, default=None, help="default: dncnn 3e-4, unet 3e-4, edsr 2e-4, cascade 5e-5")
+    parser.add_argument("--lr", type=positive_number, default=None, help="default: dncnn 3e-4, unet 3e-4, edsr 2e-4, cascade 5e-5")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed precision (default: on for CUDA, off on CPU)")
     parser.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default=None,
@@ -44,11 +51,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--deterministic", action="store_true",
                         help="reproducible CUDA runs (deterministic cuDNN kernels, no autotuning; slower): what makes "
                              "--resume match an uninterrupted run bit for bit on a GPU, as it always does on the CPU")
-    parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
-    parser.add_argument("--early-stop", type=int, default=10, help="epochs without improvement before stopping (0: never)")
-    parser.add_argument("--sigma", type=sigma, default=(0.0, 55.0),
+    parser.add_argument("--grad-clip", type=positive_number, default=None, help="clip the gradient norm to this value")
+    parser.add_argument("--early-stop", type=non_negative_int, default=10,
+                        help="epochs without improvement before stopping (0: never)")
+    parser.add_argument("--sigma", type=noise_sigma, default=(0.0, 55.0),
                         help="dncnn and cascade noise level (0-255): a number, or LOW,HIGH drawn per patch (default 0,55)")
-    parser.add_argument("--val-sigma", type=sigma, default=None,
+    parser.add_argument("--val-sigma", type=noise_sigma, default=None,
                         help="dncnn and cascade validation noise level (default: --sigma)")
     parser.add_argument("--clean-fraction", type=float, default=0.0, metavar="P",
                         help="dncnn, cascade: probability that a training patch gets no noise, so the denoiser learns to "
@@ -117,6 +125,61 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                          help="gradient checkpointing per stage: far less memory for one more forward pass")
 
 
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (an epoch count: 0 or fewer would train nothing and say nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, received {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of at least 0 (0 switches the option off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0 (0: off), received {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """A finite number above 0 (a learning rate, a gradient-norm bound: NaN or inf would train on NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, received {text!r}")
+    return value
+
+
+def noise_sigma(text: str) -> float | tuple[float, float]:
+    """``options.sigma`` on the 0-255 scale, finite: NaN noise would train on NaN."""
+    value = sigma(text)
+    if not all(math.isfinite(part) and 0 <= part <= 255 for part in (value if isinstance(value, tuple) else (value,))):
+        raise argparse.ArgumentTypeError(f"expected noise levels between 0 and 255, received {text!r}")
+    return value
+
+
+def arch_arguments(text: str) -> dict[str, Any]:
+    """'block=nafnet,width=16,enc_blocks=1-1-1-2' -> {'block': 'nafnet', 'width': 16, 'enc_blocks': [1, 1, 1, 2]}."""
+    def value(item: str) -> Any:
+        parts = item.split("-")
+        if all(part.isdigit() for part in parts):
+            return [int(part) for part in parts] if len(parts) > 1 else int(item)
+        return item
+
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if not pairs or any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE,... (e.g. block=nafnet,width=16), received {text!r}")
+    return {key.strip(): value(item.strip()) for key, item in pairs}
+
+
 # Flags that are recipe data settings, under the name the recipe gives them (``helpers.recipes.DATA_DEFAULTS``).
 DATA_FLAGS = ("patch", "val_patch", "val_fraction", "samples_per_frame", "val_crops", "sigma", "val_sigma", "clean_fraction",
               "blurry_fraction", "colour_augment", "synthetic_blur", "extra", "extra_ratio", "kernels", "kernel_fraction",
@@ -148,8 +211,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         steps_per_epoch=args.steps_per_epoch, num_workers=args.num_workers, amp=args.amp, amp_dtype=args.amp_dtype,
         grad_clip=args.grad_clip, early_stop_patience=args.early_stop or None, plateau_patience=args.plateau_patience,
         seed=args.seed, channels_last=args.channels_last, deterministic=args.deterministic, loss=_loss(args), data=data,
+        arch=args.arch or {},
     )
-    return {name: value for name, value in vars(config).items() if name != "arch"}
+    return {name: value for name, value in vars(config).items() if name != "arch" or value}
 
 
 def _cache_dir(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,13 +242,20 @@ def _train(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """Run ``python -m helpers train``: 0 when trained, 1 when the run diverged, 2 on set-up errors (one line)."""
+    """Run ``python -m helpers train``: 0 when trained, 1 when the run diverged, 2 on set-up errors (one line).
+
+    The run folder is locked for the run (``OUT/.lock``, by the main process): a second training into it is refused,
+    naming the first one's PID, so ``best.pt`` and ``last.pt`` always come from one run.
+    """
     config = config_from_args(args)
-    last = Path(args.out) / LAST_CHECKPOINT
+    out = Path(args.out)
+    last = out / LAST_CHECKPOINT
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 holds the lock for all
     try:
-        if args.resume and last.is_file() and args.model != "cascade":  # refuse a resume that cannot work before building data
-            check_resumable(last, load_checkpoint(last), TrainConfig(**config), arch=None)
-        _train(args, config)
+        with exclusive_lock(out, out / RUN_LOCK) if main_process else contextlib.nullcontext():
+            if args.resume and last.is_file() and args.model != "cascade":  # refuse a resume that cannot work before building data
+                check_resumable(last, load_checkpoint(last), TrainConfig(**config), arch=None)
+            _train(args, config)
     except TrainingDiverged as error:  # the run itself failed; its last good checkpoint is kept
         print(f"error: {error}", file=sys.stderr)
         return 1
