@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install test demo bench notebooks clean
+.PHONY: install test test-colab-stack demo bench notebooks clean
 
 install: $(STAMP)
 
@@ -18,6 +18,25 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 test: install
 	$(PY) -m pytest
+
+# Colab's own package stack (requirements-colab.txt pins it) in a second virtualenv, for the notebook and
+# widget tests. The constraints make pip fail rather than install any other version of a pinned package.
+COLAB_VENV := .venv-colab
+COLAB_PY := $(COLAB_VENV)/bin/python
+COLAB_STAMP := $(COLAB_VENV)/.installed
+COLAB_PINNED := $(shell sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/\1/p' requirements-colab.txt | paste -sd'|')
+COLAB_TESTS := tests/test_notebooks.py tests/test_colab.py tests/test_viz.py tests/test_colab_session.py
+
+$(COLAB_STAMP): requirements.txt requirements-dev.txt requirements-colab.txt
+	test -x $(COLAB_PY) || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PY) -m pip install --quiet --upgrade pip
+	$(COLAB_PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c requirements-colab.txt
+	$(COLAB_PY) -m pip check
+	touch $(COLAB_STAMP)
+
+test-colab-stack: $(COLAB_STAMP)
+	$(COLAB_PY) -m pip list | grep -iE '^($(COLAB_PINNED)) '  # the pinned versions this run uses, for the CI log
+	$(COLAB_PY) -m pytest $(COLAB_TESTS)
 
 demo: install
 	$(PY) -m helpers demo

@@ -12,16 +12,31 @@
 #      24532c036712515cf33803704421311c91f6a080e76049d7e5e7fd22389f128e (one at revision
 #      592978466ae510d2734b199cad2fc79a346bda1c). That digest comes from third parties and
 #      a Drive copy may differ byte-wise, so it is NOT enforced by default: set GOPRO_SHA256
-#      to enforce it. The zip may lack a GOPRO_Large/ top folder: both layouts are accepted.
+#      to enforce it. The download is checked against the size and sha256 the hub itself
+#      publishes for the file (see "Published size and sha256" below). The zip may lack a
+#      GOPRO_Large/ top folder: both layouts are accepted.
 #   2. gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK: the Google Drive file on the same page.
 #   The page withdrew the SNU CVLab server URL and the older Drive id (1H0PIX...) of the
 #   DeepDeblur_release README; neither is tried any more. No exact byte size is known.
-# RealBlur.tar.gz (about 12.2 GB), from the RealBlur authors (github.com/rimchang/RealBlur,
+# RealBlur.tar.gz (about 12.2 GiB), from the RealBlur authors (github.com/rimchang/RealBlur,
 # project page cg.postech.ac.kr/research/realblur):
-#   1. gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK: RealBlur.tar.gz in the authors' Google Drive
+#   1. https://huggingface.co/datasets/rimchang/RealBlur/resolve/main/RealBlur.tar.gz
+#      The authors' Hugging Face dataset (huggingface.co/datasets/rimchang/RealBlur, by the
+#      first author's account), which their README now lists first ("Dataset [Hugging Face]
+#      [Google Drive]"). The README links BSD_B_Centroid.tar.gz and trained_model.tar.gz at
+#      the root of that dataset, the names of the Drive folder's files, so RealBlur.tar.gz is
+#      taken to sit beside them under its Drive name; no listing of the hub folder could be
+#      read to confirm it (a wrong name answers 404 and the next source is tried). The
+#      download is checked against the size and sha256 the hub publishes for the file (see
+#      below); no digest is pinned here. For comparison only: a third-party copy,
+#      huggingface.co/datasets/chitradrishti/real-blur, holds a RealBlur.tar.gz of
+#      13115712166 bytes (12.2 GiB, the size the Drive folder shows) with sha256
+#      c568d29bb14fd15ac81731ab6fa4937631d2084181a2fa7211a6b17e95e63c1e; set REALBLUR_SIZE
+#      and REALBLUR_SHA256 to enforce those.
+#   2. gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK: RealBlur.tar.gz in the authors' Google Drive
 #      folder 1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq (linked from their README); several public
 #      scripts download this id. The folder itself is offered below for a manual download.
-#   2. http://cg.postech.ac.kr/research/RealBlur/RealBlur.zip: the direct link of the
+#   3. http://cg.postech.ac.kr/research/RealBlur/RealBlur.zip: the direct link of the
 #      authors' own download_dataset.sh (a zip: archives are recognised by their content,
 #      so zip and tar.gz both work for either dataset; plain http, may be unreachable).
 #   The README's current link, cgdata.postech.ac.kr/sharing/YhKdbtvD0, is a web page, not a
@@ -33,24 +48,39 @@
 #   RealBlur-J and its lists are extracted. The pair counts 3758 / 980 come from the
 #   task brief (the paper has 4738 J pairs). One third-party source says 3,757 train,
 #   probably `wc -l` on a list whose last line has no newline, so this script counts
-#   non-empty lines instead. No checksum or size is known.
+#   non-empty lines instead. The Drive and POSTECH copies publish no size or checksum:
+#   they are verified by their integrity test and the pair counts.
 #
-# Safety: each archive is verified before extraction: optional size and sha256, archive
-# type (an HTML quota page is recognised), a full integrity test (unzip -t / tar -tz), no
-# unsafe member (links, special files, absolute names or .. components: "unsafe archive
-# member NAME"), so the dataset root is a real folder inside it, and the expected top folder. Extraction goes to a hidden temp folder beside the
-# destination, where the pair counts are checked. The .complete marker is written
-# last, and only then is the folder renamed into place. So a folder at the destination
-# is always complete, and a second run does nothing.
+# Published size and sha256: a server that publishes the size and sha256 of the file it
+# sends (the Hugging Face hub does, in the X-Linked-Size and X-Linked-Etag headers of its
+# answer, the way huggingface_hub reads them) has the download checked against both; a
+# mismatch (a truncated download, or a resumed one whose file changed on the hub) discards
+# it and the next source is tried. GOPRO_SIZE / _SHA256 and REALBLUR_SIZE / _SHA256 are
+# checked as well, for every source.
+#
+# Safety: each archive is verified before extraction: those sizes and sha256s, archive
+# type (an HTML quota page is recognised), and helpers/archives.py (standard-library
+# Python, so it runs before the requirements are installed), which reads every member with
+# zipfile / tarfile: a full integrity test (every zip CRC, the whole gzip stream), no
+# unsafe member (links, special files, absolute names, .. components, control characters:
+# "unsafe archive member NAME"), no name twice and none both a file and a folder, so the
+# dataset root is a real folder inside it; then the expected top folder. Extraction, by the
+# same Python code, goes to a hidden temp folder beside the destination after the members'
+# total size is compared with the free space there; it never prompts and never overwrites,
+# and a disk that fills up is named as such. The pair counts are checked there, the
+# .complete marker is written last, and only then is the folder renamed into place. So a
+# folder at the destination is always complete, and a second run does nothing.
 set -euo pipefail
 
 readonly PROG=${0##*/}
 readonly GOPRO_DEFAULT_URLS="https://huggingface.co/datasets/snah/GOPRO_Large/resolve/main/GOPRO_Large.zip gdrive:1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK"
-readonly REALBLUR_DEFAULT_URLS="gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK http://cg.postech.ac.kr/research/RealBlur/RealBlur.zip"
+readonly REALBLUR_DEFAULT_URLS="https://huggingface.co/datasets/rimchang/RealBlur/resolve/main/RealBlur.tar.gz gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK http://cg.postech.ac.kr/research/RealBlur/RealBlur.zip"
 # Pages to fetch an archive from by hand when every source above fails.
 readonly GOPRO_MANUAL_PAGES="https://huggingface.co/datasets/snah/GOPRO_Large https://seungjunnah.github.io/Datasets/gopro"
-readonly REALBLUR_MANUAL_PAGES="https://drive.google.com/drive/folders/1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq https://cgdata.postech.ac.kr/sharing/YhKdbtvD0"
+readonly REALBLUR_MANUAL_PAGES="https://huggingface.co/datasets/rimchang/RealBlur/tree/main https://drive.google.com/drive/folders/1xUNAAVzLhNQuGriKTk1hrE-MT-H_56fq https://cgdata.postech.ac.kr/sharing/YhKdbtvD0"
 readonly REALBLUR_J_DIR=RealBlur-J_ECC_IMCORR_centroid_itensity_ref
+ARCHIVES_PY=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)/helpers/archives.py
+readonly ARCHIVES_PY
 
 usage() {
     cat <<EOF
@@ -70,7 +100,11 @@ Options:
   -h, --help       show this help
 
 A second run does nothing once DIR/<dataset>/.complete exists. Interrupted downloads
-resume on the next run. Environment overrides (for mirrors and tests):
+resume on the next run. Needs curl and python3 (gdown for Google Drive sources).
+Sources, tried in order until one gives an archive that passes verification:
+  gopro      $GOPRO_DEFAULT_URLS
+  realblur   $REALBLUR_DEFAULT_URLS
+Environment overrides (for mirrors and tests):
   GOPRO_URLS / REALBLUR_URLS       space-separated sources tried in order; http(s) URLs
                                    or gdrive:FILE_ID (fetched with gdown)
   GOPRO_SIZE / REALBLUR_SIZE       expected archive size in bytes (default: not checked)
@@ -147,16 +181,18 @@ sha256_of() {
     fi
 }
 
-# Downloads an http(s) URL to $2 with curl, resuming a partial file; retries resume.
+# Downloads an http(s) URL to $2 with curl, resuming a partial file; retries resume. Sets
+# SOURCE_SIZE and SOURCE_SHA256 from what the server published for the file.
 download_http() {
     local url=$1 out=$2 attempts=${DOWNLOAD_ATTEMPTS:-3} attempt=1 rc code
     while :; do
         rc=0
         code=$(curl --location --fail --show-error --progress-bar --connect-timeout 30 \
-            --continue-at - --output "$out" --write-out '%{http_code}' -- "$url") || rc=$?
-        ((rc == 0)) && return 0
-        if [[ $code == 416 && -s $out ]]; then
-            return 0 # the partial file is already whole; verification decides
+            --continue-at - --output "$out" --dump-header "$WORK/headers" --write-out '%{http_code}' \
+            -- "$url") || rc=$?
+        if ((rc == 0)) || [[ $code == 416 && -s $out ]]; then # 416: the partial file is already whole
+            read_published_digest "$WORK/headers" "$url"
+            return 0
         fi
         if ((rc == 33)); then
             info "server cannot resume; restarting $url from the beginning"
@@ -176,6 +212,23 @@ download_http() {
     done
 }
 
+# Sets SOURCE_SIZE and SOURCE_SHA256 from the response headers $1 of $2: the X-Linked-Size and
+# X-Linked-Etag (a quoted sha256) that the Hugging Face hub sends for a stored file; empty when absent.
+read_published_digest() {
+    SOURCE_SIZE=$(header_value "$1" x-linked-size)
+    SOURCE_SHA256=$(header_value "$1" x-linked-etag | sed -E 's#^W/##; s#"##g' | tr 'A-F' 'a-f')
+    [[ $SOURCE_SIZE =~ ^[0-9]+$ ]] || SOURCE_SIZE=""
+    [[ $SOURCE_SHA256 =~ ^[0-9a-f]{64}$ ]] || SOURCE_SHA256="" # a git sha1 etag is no file digest
+    if [[ -n $SOURCE_SIZE || -n $SOURCE_SHA256 ]]; then
+        info "$2 publishes size ${SOURCE_SIZE:-?} and sha256 ${SOURCE_SHA256:-?}: the download is checked against them"
+    fi
+}
+
+# Prints the value of the last header named $2 (lower case) in the curl header dump $1.
+header_value() {
+    awk -v name="$2" '{ sub(/\r$/, "") } tolower($1) == name ":" { value = $2 } END { print value }' "$1"
+}
+
 # Downloads a Google Drive file id to $2 with gdown (--continue resumes its own .part file).
 download_gdrive() {
     local file_id=$1 out=$2
@@ -190,112 +243,72 @@ download_gdrive() {
     fi
 }
 
-# Verifies archive $1: size, checksum, archive type (zip or tar.gz, recognised by content),
-# full integrity test and the expected top folder. Sets ARCHIVE_FORMAT and ARCHIVE_PREFIX
-# (the path of the dataset root inside the archive, "" or e.g. "GOPRO_Large/") and writes
-# the member list to $WORK/listing.
+# Verifies archive $1: sizes and checksums (configured, and published by its source), archive type
+# (zip or tar.gz, recognised by content), integrity and members (helpers/archives.py) and the expected
+# top folder. Sets ARCHIVE_FORMAT and ARCHIVE_PREFIX (the path of the dataset root inside the archive,
+# "" or e.g. "GOPRO_Large/") and writes the members, "SIZE<tab>NAME", to $WORK/members.
 verify_archive() {
-    local archive=$1 listing=$WORK/listing magic actual
+    local archive=$1 magic size sha256=""
     [[ -s $archive ]] || { echo "$PROG: $archive is missing or empty" >&2; return 1; }
     if grep -qiE '<(!doctype|html)' <(head -c 2048 -- "$archive" | tr -d '\0'); then
         echo "$PROG: $archive is an HTML page, not an archive (Google Drive quota" \
             "'too many users' or sign-in page?)" >&2
         return 1
     fi
-    if [[ -n $DS_SIZE ]] && [[ $(file_size "$archive") != "$DS_SIZE" ]]; then
-        echo "$PROG: $archive has $(file_size "$archive") bytes, expected $DS_SIZE (truncated or wrong file)" >&2
+    size=$(file_size "$archive")
+    expect "$archive has $size bytes" "$size" "$DS_SIZE" "truncated or wrong file" &&
+        expect "$archive has $size bytes" "$size" "$SOURCE_SIZE" "the size its source published; truncated or wrong file" ||
         return 1
-    fi
-    if [[ -n $DS_SHA256 ]]; then
+    if [[ -n $DS_SHA256 || -n $SOURCE_SHA256 ]]; then
         info "checking sha256 of $archive"
-        actual=$(sha256_of "$archive")
-        if [[ $actual != "$DS_SHA256" ]]; then
-            echo "$PROG: $archive sha256 is $actual, expected $DS_SHA256 (corrupt or wrong file)" >&2
-            return 1
-        fi
+        sha256=$(sha256_of "$archive")
     fi
+    expect "$archive sha256 is $sha256" "$sha256" "$DS_SHA256" "corrupt or wrong file" &&
+        expect "$archive sha256 is $sha256" "$sha256" "$SOURCE_SHA256" \
+            "the sha256 its source published; corrupt, or the file changed there during a resumed download" ||
+        return 1
     magic=$(od -An -tx1 -N4 -- "$archive" | tr -d ' \n')
-    info "testing integrity of $archive (reads the whole archive; minutes for GBs)"
     case $magic in
         504b0304) ARCHIVE_FORMAT=zip ;;
         1f8b*) ARCHIVE_FORMAT=tgz ;;
         *) echo "$PROG: $archive is neither a zip nor a tar.gz file" >&2; return 1 ;;
     esac
-    if [[ $ARCHIVE_FORMAT == zip ]]; then
-        if ! unzip -tq -- "$archive" >"$WORK/test.log" 2>&1; then
-            echo "$PROG: $archive failed the zip integrity test (truncated or corrupt):" >&2
-            tail -n 5 "$WORK/test.log" >&2
-            return 1
-        fi
-        unzip -Z1 -- "$archive" >"$listing" || return 1
-        unzip -Z -- "$archive" | zip_member_types >"$WORK/members" || return 1
-    else
-        if ! tar -tvzf "$archive" >"$WORK/verbose" 2>"$WORK/test.log"; then
-            echo "$PROG: $archive failed the tar.gz integrity test (truncated or corrupt):" >&2
-            tail -n 5 "$WORK/test.log" >&2
-            return 1
-        fi
-        tar_member_types <"$WORK/verbose" >"$WORK/members"
-        cut -c3- "$WORK/members" >"$listing"
-    fi
-    check_members "$WORK/members" || return 1
-    find_archive_prefix "$listing"
+    info "testing integrity of $archive (reads the whole archive; minutes for GBs)"
+    archives list "$ARCHIVE_FORMAT" "$archive" >"$WORK/members" || return 1
+    cut -f2- "$WORK/members" >"$WORK/listing"
+    find_archive_prefix "$WORK/listing"
 }
 
-# Reads zipinfo's listing (unzip -Z) and prints "TYPE NAME" per member: f file, d folder, l symbolic link,
-# o anything else. Its lines are: mode, version, system, size, attributes, method, date, time, name.
-zip_member_types() {
-    awk '$1 ~ /^[-?dlbcps][^ ]+$/ && NF >= 9 {
-        kind = substr($1, 1, 1)
-        type = (kind == "-" || kind == "?") ? "f" : (kind == "d" || kind == "l") ? kind : "o"
-        name = $0
-        for (i = 0; i < 8; i++) sub(/^ *[^ ]+ +/, "", name)
-        print type " " name
-    }'
+# Fails naming "$1, expected $3 ($4)" when the expected value $3 is set and differs from the actual $2.
+expect() {
+    [[ -z $3 || $2 == "$3" ]] && return 0
+    echo "$PROG: $1, expected $3 ($4)" >&2
+    return 1
 }
 
-# Reads `tar -tv` output and prints "TYPE NAME" per member: f file, d folder, l symbolic link, h hard link,
-# o anything else. GNU tar prints mode, owner/group, size, date, time before the name; bsdtar 8 fields.
-tar_member_types() {
-    local fields=5
-    tar --version 2>/dev/null | grep -q 'GNU tar' || fields=8
-    awk -v fields="$fields" '{
-        kind = substr($0, 1, 1)
-        type = kind == "-" ? "f" : (kind == "d" || kind == "l" || kind == "h") ? kind : "o"
-        name = $0
-        for (i = 0; i < fields; i++) sub(/^[^ ]+ +/, "", name)
-        if (type == "l") sub(/ -> .*$/, "", name)
-        if (type == "h") sub(/ link to .*$/, "", name)
-        print type " " name
-    }'
-}
-
-# Fails, naming the first unsafe member of the "TYPE NAME" list $1: links (which could point outside the
-# dataset, e.g. at /etc), special files, absolute names and names with a .. component.
-check_members() {
-    awk -v prog="$PROG" '{
-        name = substr($0, 3)
-        why = $1 == "l" ? "a symbolic link" : $1 == "h" ? "a hard link" : $1 == "o" ? "not a regular file or folder" : ""
-        if (!why && (name ~ /^\// || name ~ /(^|\/)\.\.(\/|$)/)) why = "leaves the dataset folder"
-        if (why) { printf "%s: unsafe archive member %s (%s)\n", prog, name, why > "/dev/stderr"; bad = 1; exit }
-    } END { exit bad }' "$1"
+# Runs helpers/archives.py (list or extract); its one-line refusals are shown with this script's name.
+archives() {
+    local status=0
+    python3 "$ARCHIVES_PY" "$@" 2>"$WORK/archives.log" || status=$?
+    awk -v prog="$PROG" '{ print prog ": " $0 }' "$WORK/archives.log" >&2
+    return "$status"
 }
 
 # Finds the dataset root inside the archive from its member list $1 (sets ARCHIVE_PREFIX).
 find_archive_prefix() {
     local listing=$1 first
     if [[ $DATASET == gopro ]]; then
-        first=$(grep -m1 -E '^(\./)?([^/]+/)?train/[^/]+/sharp/[^/]+\.png$' "$listing") || {
+        first=$(grep -m1 -E '^([^/]+/)?train/[^/]+/sharp/[^/]+\.png$' "$listing") || {
             echo "$PROG: the archive has no [GOPRO_Large/]train/<sequence>/sharp/*.png (wrong top folder or wrong file)" >&2
             return 1
         }
-        ARCHIVE_PREFIX=$(sed -E 's#^((\./)?([^/]+/)?)train/.*#\1#' <<<"$first")
+        ARCHIVE_PREFIX=$(sed -E 's#^(([^/]+/)?)train/.*#\1#' <<<"$first")
         has_member "$listing" "${ARCHIVE_PREFIX}test/" '/sharp/[^/]+\.png$' || {
             echo "$PROG: the archive has ${ARCHIVE_PREFIX}train/ but no ${ARCHIVE_PREFIX}test/<sequence>/sharp/*.png" >&2
             return 1
         }
     else
-        first=$(grep -m1 -E '^(\./)?([^/]+/)?RealBlur_J_train_list\.txt$' "$listing") || {
+        first=$(grep -m1 -E '^([^/]+/)?RealBlur_J_train_list\.txt$' "$listing") || {
             echo "$PROG: the archive has no RealBlur_J_train_list.txt (wrong file?)" >&2
             return 1
         }
@@ -328,6 +341,7 @@ fetch_archive() {
     for source in "${sources[@]}"; do
         # One staging file per source, so resuming never mixes bytes of two sources.
         staging=$DOWNLOADS/$DS_ARCHIVE.$(cksum <<<"$source" | cut -d' ' -f1).part
+        SOURCE_SIZE="" SOURCE_SHA256="" # set by download_http when the server publishes them
         info "downloading $DS_ARCHIVE from $source"
         case $source in
             gdrive:*) download_gdrive "${source#gdrive:}" "$staging" || continue ;;
@@ -425,26 +439,22 @@ check_pair_counts() {
     done
 }
 
-# Extracts the verified archive $1 beside the destination, checks it, marks it
-# complete and renames it into place.
+# Extracts the verified archive $1 beside the destination (the dataset root only; of RealBlur,
+# RealBlur-J and its lists), checks it, marks it complete and renames it into place.
 extract_archive() {
-    local archive=$1 staging root
+    local archive=$1 staging root selection=()
     staging=$(mktemp -d "$DEST/.$DS_DIR.partial.XXXXXX")
     TEMP_PATHS+=("$staging")
-    info "extracting $archive"
-    if [[ $DATASET == gopro && $ARCHIVE_FORMAT == zip ]]; then
-        unzip -q -- "$archive" -d "$staging" || die "extracting $archive failed (the message above says why; disk full?)"
-    elif [[ $DATASET == gopro ]]; then
-        tar -xzf "$archive" -C "$staging" || die "extracting $archive failed (the message above says why; disk full?)"
-    elif [[ $ARCHIVE_FORMAT == zip ]]; then
-        unzip -q -- "$archive" "${ARCHIVE_PREFIX}$REALBLUR_J_DIR/*" "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt" \
-            "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" -d "$staging" || die "extracting $archive failed (the message above says why; disk full?)"
-    else
-        tar -xzf "$archive" -C "$staging" -- "${ARCHIVE_PREFIX}$REALBLUR_J_DIR" \
-            "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt" "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt" ||
-            die "extracting $archive failed (the message above says why; disk full?)"
+    if [[ $DATASET == realblur ]]; then
+        selection=("${ARCHIVE_PREFIX}$REALBLUR_J_DIR" "${ARCHIVE_PREFIX}RealBlur_J_train_list.txt"
+            "${ARCHIVE_PREFIX}RealBlur_J_test_list.txt")
+    elif [[ -n $ARCHIVE_PREFIX ]]; then
+        selection=("$ARCHIVE_PREFIX")
     fi
-    root=$staging/${ARCHIVE_PREFIX#./} # a real folder: check_members refused links and .. components
+    info "extracting $archive"
+    archives extract "$ARCHIVE_FORMAT" "$archive" "$staging" "$WORK/members" ${selection[@]+"${selection[@]}"} ||
+        die "$DS_DIR was not installed from $archive (the line above says why)"
+    root=$staging/$ARCHIVE_PREFIX # a real folder: archives.py refused links and .. components
     check_pair_counts "$root" || die "$DS_DIR was not installed; $archive is kept (delete it if it is the wrong file)"
     printf 'dataset=%s\narchive=%s\ntrain_pairs=%s\ntest_pairs=%s\ncompleted=%s\n' \
         "$DATASET" "${archive##*/}" "$DS_EXPECTED_TRAIN" "$DS_EXPECTED_TEST" \
@@ -465,8 +475,8 @@ install_dataset() {
     fi
     [[ ! -e $DEST/$DS_DIR ]] || die "$DEST/$DS_DIR exists but has no .complete marker" \
         "(interrupted or placed by hand); remove it and rerun"
-    require_command unzip "apt-get install unzip"
-    require_command tar "apt-get install tar"
+    require_command python3 "apt-get install python3"
+    SOURCE_SIZE="" SOURCE_SHA256="" # what a download's server published; none for a local archive
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM

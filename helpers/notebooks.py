@@ -1,18 +1,22 @@
-"""The numbered notebook series: executing it (``python -m helpers notebooks``) and settling its parameters.
+"""The numbered notebook series: its data on each Colab VM, its run folders, and executing it (``python -m helpers notebooks``).
+
+Colab gives every notebook its own VM, whose local disk starts empty; Drive is what they share. Notebook 01
+downloads the datasets (``download_data``) and keeps their verified archives on Drive; every notebook then
+starts with the same call, ``prepare_data``: the data already on this VM, or copied and extracted from its
+archive on Drive, or one message saying to run 01 once. ``quick_mode`` resolves each notebook's ``QUICK``
+parameter (on a Colab runtime without a GPU it stops with the menu path instead of falling back to a toy
+run). ``run_folder`` names a run's checkpoint folder after what its data changes, so a changed run never
+meets an old checkpoint; ``trained_weights`` finds each network's newest run for notebook 05.
 
 Notebooks are committed without outputs. ``run_notebooks`` executes them in order (01 -> 05, so later
-notebooks find the checkpoints earlier ones wrote) with nbclient, injecting parameters the way
-papermill does, without needing papermill: a cell tagged ``injected-parameters`` placed right after the
-cell tagged ``parameters`` overrides its values. ``quick_mode`` is what every notebook's parameter
-cell resolves ``QUICK = "auto"`` with. ``rewrite_colab_links`` (``python -m helpers colab-links``)
-points every badge and setup cell at a repository.
+notebooks find the checkpoints earlier ones wrote) with nbclient, injecting parameters the way papermill
+does, without needing papermill: a cell tagged ``injected-parameters`` placed right after the cell tagged
+``parameters`` overrides its values. The "Open in Colab" links are ``helpers.colab``'s (``colab-links``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import subprocess
 import sys
 import time
@@ -26,9 +30,12 @@ import torch
 from tqdm.auto import tqdm
 
 from . import colab
+from .cache import default_cache_dir
 from .colab import default_checkpoint_dir
-from .data import Pair, pairs_for, resolve_source
+from .data import build_dataset, pairs_for, resolve_source
 from .io import atomic_path, read_image
+from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES
+from .recipes import PHOTOS_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -45,32 +52,61 @@ CELL_TIMEOUT_S = 600
 KERNEL_ENV = {"MPLBACKEND": "Agg"}  # never a GUI backend while executing (the setup cell's %matplotlib inline draws PNGs)
 
 
-def colab_url(notebook: str, repo: str = colab.REPO, branch: str = colab.BRANCH) -> str:
-    """The "Open in Colab" link of a notebook of GitHub repository ``repo`` ("OWNER/NAME") at ``branch``."""
-    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/notebooks/{notebook}"
+def _runs(root: str | os.PathLike, stage: str, file_name: str) -> list[Path]:
+    """``file_name`` in every run folder of ``stage`` under ``root`` (``run_folder``'s names: "unet", "unet+realblur")."""
+    return [path for path in Path(root).glob(f"{stage}*/{file_name}")
+            if path.parent.name == stage or path.parent.name.startswith(f"{stage}+")]
+
+
+def run_folder(root: str | os.PathLike, stage: str, config: Mapping[str, Any]) -> Path:
+    """Where a notebook's run of ``stage`` keeps its checkpoints: ``root/<stage>``, or ``root/<stage>+<kind>`` for a run
+    with an extra data source (``root/unet+realblur``).
+
+    A run with RealBlur-J and one without are different runs (the trainer refuses to resume one as the
+    other), so their folders differ: setting ``REALBLUR = None`` after a run with it starts a new run
+    beside it instead of meeting its checkpoint, and setting it back resumes the first.
+    """
+    extra = (config.get("data") or {}).get("extra")
+    return Path(root) / (f"{stage}+{extra.partition(':')[0]}" if extra else stage)
+
+
+def trained_weights(root: str | os.PathLike) -> dict[str, Path]:
+    """{network: the ``best.pt`` of its most recently written run under ``root``, else its bundled weights}, for 05."""
+    chosen = {}
+    for stage in NETWORK_STAGES:
+        runs = _runs(root, stage, "best.pt")
+        chosen[stage] = max(runs, key=lambda path: path.stat().st_mtime) if runs else DEFAULT_WEIGHTS_DIR / f"{stage}.pt"
+    return chosen
 
 
 def _full_run_checkpoint(checkpoint_dir: str | os.PathLike | None, model: str | None) -> Path | None:
     """The ``last.pt`` of a full run (of ``model``, or of any network) in the full-run checkpoint folder, if any."""
     root = checkpoint_root(checkpoint_dir, quick=False)
-    candidates = [root / model / "last.pt"] if model else sorted(root.glob("*/last.pt"))
-    return next((path for path in candidates if path.is_file()), None)
+    candidates = _runs(root, model, "last.pt") if model else sorted(root.glob("*/last.pt"))
+    return next(iter(candidates), None)
 
 
-def quick_mode(quick: bool | str, data: str, checkpoint_dir: str | os.PathLike | None = None, model: str | None = None) -> bool:
-    """Resolve a notebook's ``QUICK`` parameter: True/False as given; "auto" is quick without CUDA or without ``data``.
+def quick_mode(
+    quick: bool | str, data: str, checkpoint_dir: str | os.PathLike | None = None, model: str | None = None, gpu: bool = True
+) -> bool:
+    """Resolve a notebook's ``QUICK`` parameter: True/False as given; "auto" decides, printing why.
 
-    "Without data" means a ``kind:PATH`` source whose PATH does not exist ("sample" always exists,
-    and is what quick mode uses anyway). The reason is printed, so a typo in DATA is not silent.
-    Missing data never falls back to quick mode while a full run of ``model`` (None: of any network)
-    has a checkpoint in ``checkpoint_dir`` (None: Drive in Colab): a new VM after a disconnect has an
-    empty local disk, and that run must continue, not be shadowed by a toy one. FileNotFoundError
-    then says so and points to notebook 01.
+    In Colab, "auto" is the full run; a notebook that trains (``gpu``) stops there with ``colab.NoGpuError``
+    on a runtime without a GPU (the menu path to get one, and the free tier's quota), so quick mode in Colab
+    is only what ``QUICK = True`` asks for, and the data is ``prepare_data``'s business (it comes from Drive).
+    Elsewhere "auto" is quick without CUDA or without ``data`` ("without data": a ``kind:PATH`` source whose
+    PATH does not exist), except while a full run of ``model`` (None: of any network) has a checkpoint in
+    ``checkpoint_dir``: that run must continue, so FileNotFoundError points to notebook 01 instead.
     """
     if isinstance(quick, bool):
         return quick
     if quick != "auto":
         raise ValueError(f"QUICK must be True, False or 'auto', got {quick!r}")
+    if colab.in_colab():
+        if gpu and not torch.cuda.is_available():
+            raise colab.NoGpuError(colab.NO_GPU)
+        print("QUICK='auto' -> full run" + (" on this Colab GPU" if gpu else " (this notebook needs no GPU)"))
+        return False
     argument = data.partition(":")[2]
     paths = [Path(p) for p in argument.split(",")] if argument else []
     missing = [str(p) for p in paths if not p.exists()]
@@ -81,8 +117,8 @@ def quick_mode(quick: bool | str, data: str, checkpoint_dir: str | os.PathLike |
         waiting = _full_run_checkpoint(checkpoint_dir, model)
         if waiting is not None:
             raise FileNotFoundError(
-                f"DATA={data!r} is not on this VM ({missing[0]}), and the full run in {waiting.parent} waits for it: "
-                "run notebook 01 first (with the archives kept on Drive it only copies and extracts them), then this one"
+                f"DATA={data!r} is not here ({missing[0]}), and the full run in {waiting.parent} waits for it: "
+                "run notebook 01 first (it downloads the data there), then this one"
             )
         print(f"QUICK='auto' -> quick mode: DATA={data!r} not found ({missing[0]}); run 01_data_preparation first")
         return True
@@ -99,36 +135,37 @@ def checkpoint_root(checkpoint_dir: str | os.PathLike | None, quick: bool) -> Pa
     return REPO_ROOT / "outputs" / "checkpoints-quick" if quick else default_checkpoint_dir()
 
 
-def extra_training_pairs(spec: str | None, name: str = "RealBlur-J") -> list[Pair]:
-    """Every training pair of an optional extra source (it is never validated on, so no scene is held out).
+# The datasets data_download.sh installs: source kind -> (the folder it installs, the archive it keeps on Drive).
+DOWNLOADED = {"gopro": ("GOPRO_Large", "GOPRO_Large.zip"), "realblur": ("RealBlur", "RealBlur.tar.gz")}
 
-    An absent source (``spec`` None, or its files missing) is not an error: one line says it is
-    skipped and the result is empty, so training goes on with the main data alone.
+
+class DataNotReady(FileNotFoundError):
+    """A notebook's dataset is neither on this VM nor on Drive; the message says what to do."""
+
+
+def _installed_at(spec: str) -> tuple[str, Path]:
+    """'gopro:/content/datasets/GOPRO_Large' -> ('gopro', /content/datasets): what data_download.sh installs, and where.
+
+    Raises ValueError for a source data_download.sh does not install, or a folder named otherwise than it names it.
     """
-    if not spec:
-        return []
-    try:
-        return pairs_for(spec, "train", val_fraction=0.0)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"{name} skipped, training goes on without it (optional extra data): {str(error).splitlines()[0]}")
-        return []
+    kind, _, argument = spec.partition(":")
+    if kind not in DOWNLOADED:
+        raise ValueError(f"{spec!r}: data_download.sh installs {' and '.join(DOWNLOADED)} sources only")
+    path = Path(argument)
+    if path.name != DOWNLOADED[kind][0]:
+        raise ValueError(f"{spec!r}: data_download.sh installs {kind} as a folder named {DOWNLOADED[kind][0]}; end the path with it")
+    return kind, path.parent
 
 
-ARCHIVE_NAMES = {"gopro": "GOPRO_Large.zip", "realblur": "RealBlur.tar.gz"}  # as data_download.sh names them
-
-
-def download_dataset(
-    name: str, dest: str | os.PathLike, archive_dir: str | os.PathLike | None = None, keep: bool = True,
-    required: bool = True,
-) -> bool:
+def download_dataset(name: str, dest: str | os.PathLike, archive_dir: str | os.PathLike | None = None, required: bool = True) -> bool:
     """Run ``data_download.sh NAME --dest DEST [--archive-dir DIR]``, its output shown as it comes; True when installed.
 
-    An archive already in ``archive_dir`` (Drive) is copied and extracted instead of downloaded; with
-    ``keep``, a downloaded one is kept there for the next VM. A failure raises RuntimeError when
-    ``required``, else prints one line and returns False.
+    With ``archive_dir`` (Drive), an archive kept there is copied and extracted instead of downloaded, and a
+    downloaded one is kept there for the next VM. A failure raises RuntimeError when ``required``, else
+    prints one line and returns False.
     """
     command = ["bash", str(REPO_ROOT / "data_download.sh"), name, "--dest", str(dest)]
-    if archive_dir and (keep or (Path(archive_dir) / ARCHIVE_NAMES[name]).is_file()):
+    if archive_dir:
         command += ["--archive-dir", str(archive_dir)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
         assert process.stdout is not None
@@ -144,12 +181,89 @@ def download_dataset(
     return False
 
 
+def download_data(data: str, realblur: str | None = None) -> str | None:
+    """Notebook 01: install GOPRO (``data``) and, when asked for, RealBlur-J (``realblur``) on this VM, keeping each
+    verified archive on Drive (in Colab) for every other notebook's VM (``prepare_data``).
+
+    GOPRO must succeed (RuntimeError). RealBlur is optional: when it fails, one line says so and the result
+    is None, so the series goes on with GOPRO alone. Returns ``realblur`` when it was installed.
+    """
+    archives = colab.drive_folder("datasets")  # Colab: Drive, mounted now; elsewhere None (nothing kept)
+    download_dataset("gopro", _installed_at(data)[1], archives)
+    installed = bool(realblur) and download_dataset("realblur", _installed_at(realblur)[1], archives, required=False)
+    for kind, spec in (("gopro", data), ("realblur", realblur if installed else None)):
+        if spec and archives is not None and not (archives / DOWNLOADED[kind][1]).is_file():
+            print(f"warning: {DOWNLOADED[kind][1]} is not on Drive ({archives}; full?): the other notebooks cannot "
+                  f"prepare {DOWNLOADED[kind][0]} on their VMs. Free some space on Drive and run this cell again.")
+    return realblur if installed else None
+
+
+def _missing(kind: str, path: Path, archive: Path | None) -> DataNotReady:
+    """The message of a dataset that is neither here nor on Drive, in the notebook's own terms."""
+    folder, archive_name = DOWNLOADED[kind]
+    where = f"neither on this VM ({path}) nor on Drive ({archive})" if archive else f"not at {path}"
+    if kind == "realblur":
+        return DataNotReady(
+            f"REALBLUR: RealBlur-J is {where}. Run notebook 01 once with REALBLUR set (it keeps {archive_name} on Drive, "
+            "12.2 GB), or set REALBLUR = None to continue without it; that changes the run, so it starts a new run folder."
+        )
+    return DataNotReady(
+        f"DATA: {folder} is {where}. Run notebook 01 once: it downloads {folder} and keeps {archive_name} on Drive, "
+        "from where every notebook's VM copies it (minutes, not a new download)."
+    )
+
+
+def _ensure_on_this_vm(spec: str) -> None:
+    """Make a gopro: or realblur: source present on this VM: already here, or from its archive on Drive (DataNotReady
+    when neither). Other sources (the sample set, your own folders) are left to the datasets that read them."""
+    kind, _, argument = spec.partition(":")
+    if kind not in DOWNLOADED or Path(argument).exists():
+        return
+    _, dest = _installed_at(spec)
+    archives = colab.drive_folder("datasets")  # Colab: Drive, mounted now; elsewhere None
+    archive = None if archives is None else archives / DOWNLOADED[kind][1]
+    if archive is None or not archive.is_file():
+        raise _missing(kind, Path(argument), archive)
+    print(f"{DOWNLOADED[kind][0]} is not on this VM yet: copying and extracting {archive}")
+    download_dataset(kind, dest, archives)
+
+
+def build_frame_caches(data: str, realblur: str | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Decode every training and validation frame of ``data`` (and RealBlur-J's training frames) once into the frame
+    cache the datasets read (default ``default_cache_dir() / "frames"``), so training does not wait for it; the folder."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "frames"
+    if not data.startswith(PHOTOS_PREFIX):  # photos: sources are degraded on the fly, not cached as frames
+        for split in ("train", "val"):
+            pairs = pairs_for(data, split)
+            for stage in ("unet", "edsr") if pairs else ():  # the views every stage reads: blurry and sharp, 1x and 2x
+                build_dataset(stage, pairs, cache_dir=folder)
+    if realblur:  # deblurring data only: the UNet's frames
+        build_dataset("unet", pairs_for(realblur, "train", val_fraction=0.0), cache_dir=folder)
+    print(f"frame caches in {folder}")
+    return folder
+
+
+def prepare_data(data: str, realblur: str | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Every notebook's first step: ``data`` (and RealBlur-J, when ``realblur`` asks for it) ready on this VM, frames cached.
+
+    Colab gives each notebook its own VM, whose local disk starts empty. A dataset already on this VM is
+    used; else its archive on Drive (kept there by notebook 01) is copied and extracted; else DataNotReady
+    says to run 01 once, or, for RealBlur, to set ``REALBLUR = None``. GOPRO comes first, so a missing
+    RealBlur never blocks it. Drive is mounted only when an archive is needed: never for the sample set, so
+    never in quick mode. Returns the frame-cache folder (``build_frame_caches``).
+    """
+    for spec in (data, realblur):
+        if spec:
+            _ensure_on_this_vm(spec)
+    return build_frame_caches(data, realblur, cache_dir)
+
+
 def dataset_statistics(sources: Mapping[str, str], extra: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per (source, split): pairs, sequences and the frame sizes found (the first sharp frame of each sequence).
 
     ``sources`` maps display names to data specs ("sample", "gopro:PATH", ...; see ``helpers.data.resolve_source``),
     shown as train / val / test. ``extra`` sources (RealBlur-J) are training data only: all their
-    training scenes (``extra_training_pairs``) and their test split.
+    training scenes and their test split.
     """
     rows = []
     splits = [(name, spec, split, 0.2) for name, spec in sources.items() for split in ("train", "val", "test")]
@@ -264,77 +378,3 @@ def run_notebooks(
         runs.append(NotebookRun(name, out_dir / name, seconds))
         print(f"{name}: executed in {seconds:.0f} s -> {out_dir / name}")
     return runs
-
-
-# An "Open in Colab" link, in a notebook's first cell or the README: its owner/name/branch part is rewritten.
-COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^\s)]+?/notebooks/")
-REPO_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-BRANCH_NAME = re.compile(r"^[A-Za-z0-9_./-]+$")
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as temp:
-        Path(temp).write_text(text)
-
-
-def rewrite_colab_links(repo: str, branch: str = "main", clone_url: str | None = None, root: str | os.PathLike = REPO_ROOT) -> list[Path]:
-    """Point the checkout at ``root`` to GitHub repository ``repo`` ("OWNER/NAME") at ``branch``; returns the files written.
-
-    Rewrites the one place the address lives (``REPO``, ``BRANCH``, ``REPO_URL`` in helpers/colab.py),
-    then from it every notebook's badge and setup cell (``colab.setup_cell``) and the README's
-    badges. ``clone_url`` is what the setup cells clone (default: ``https://github.com/OWNER/NAME``;
-    a mirror, or a local bare repository in the tests); badges always open GitHub, as Colab does.
-    """
-    if not REPO_NAME.match(repo):
-        raise ValueError(f"repository must be OWNER/NAME (as in github.com/OWNER/NAME), got {repo!r}")
-    if not BRANCH_NAME.match(branch):
-        raise ValueError(f"not a branch name: {branch!r}")
-    clone_url = clone_url or f"https://github.com/{repo}"
-    if '"' in clone_url or "\\" in clone_url:
-        raise ValueError(f"clone URL must not contain quotes or backslashes: {clone_url!r}")
-    root = Path(root)
-    constants = root / "helpers" / "colab.py"
-    text = constants.read_text()
-    for name, value in (("REPO", repo), ("BRANCH", branch), ("REPO_URL", clone_url)):
-        text, count = re.subn(rf'^{name} = ".*"$', f'{name} = "{value}"', text, count=1, flags=re.MULTILINE)
-        if count != 1:
-            raise ValueError(f"{constants}: no line '{name} = \"...\"' to rewrite")
-    _write_text(constants, text)
-    link = f"https://colab.research.google.com/github/{repo}/blob/{branch}/notebooks/"
-    written = [constants]
-    for name in NOTEBOOKS:
-        path = root / "notebooks" / name
-        notebook = nbformat.read(path, as_version=4)
-        notebook.cells[0].source = COLAB_LINK.sub(link, notebook.cells[0].source)
-        next(cell for cell in notebook.cells if cell.cell_type == "code").source = colab.setup_cell(clone_url, branch)
-        with atomic_path(path) as temp:
-            nbformat.write(notebook, temp)
-        written.append(path)
-    readme = root / "README.md"
-    _write_text(readme, COLAB_LINK.sub(link, readme.read_text()))
-    return written + [readme]
-
-
-def colab_links_command(args: argparse.Namespace) -> int:
-    """``python -m helpers colab-links OWNER/NAME``: rewrite badges and setup cells; exit code 2 on a bad name."""
-    try:
-        written = rewrite_colab_links(args.repo, args.branch, args.clone_url)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{len(written)} files now point to {args.repo} ({args.branch}): " + ", ".join(str(p.relative_to(REPO_ROOT)) for p in written))
-    print("commit and push them; the badges then open your fork in Colab")
-    return 0
-
-
-def notebooks_command(args: argparse.Namespace) -> int:
-    """``python -m helpers notebooks``: execute the series into ``args.out``; exit code 1 if a notebook fails."""
-    from nbclient.exceptions import CellExecutionError
-
-    names = [name for name in NOTEBOOKS if not args.only or any(name.startswith(prefix) for prefix in args.only)]
-    try:
-        run_notebooks(args.out, quick=not args.full, names=names)
-    except CellExecutionError as error:
-        print(f"a notebook failed; its executed copy in {args.out} shows where:\n{str(error)[-2000:]}")
-        return 1
-    return 0

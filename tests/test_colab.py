@@ -104,6 +104,16 @@ def test_setup_in_colab_installs_once_per_vm_keeping_torch_and_mounts_nothing(fa
     assert len(runner.commands) == 1  # the second notebook on this VM does not install again
 
 
+def test_setup_on_a_colab_cpu_runtime_says_at_once_how_to_get_a_gpu(fake_colab, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(colab.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(colab, "has_gpu", lambda: False)
+    colab.setup(colab.LOCAL_ROOT, run=Recorder())
+    assert "No GPU on this Colab runtime" in capsys.readouterr().out and "Runtime → Change runtime type → T4 GPU" in colab.NO_GPU
+    monkeypatch.setattr(colab, "has_gpu", lambda: True)
+    colab.setup(colab.LOCAL_ROOT, run=Recorder())
+    assert "No GPU" not in capsys.readouterr().out
+
+
 def test_widget_manager_stays_off_for_ipywidgets_7(fake_colab, monkeypatch):
     monkeypatch.setattr(colab.metadata, "version", lambda name: "7.7.1")
     assert not colab._enable_widget_manager() and calls(fake_colab) == []
@@ -207,24 +217,41 @@ def test_setup_cell_finds_a_local_checkout_without_git(not_colab, tmp_path):
 # ----------------------------------------------------------------------------- uploads and downloads
 
 
-def test_file_picker_saves_colab_uploads_by_base_name(fake_colab, tmp_path, monkeypatch):
-    uploads = tmp_path / "picked"
-    uploads.mkdir()
-    (uploads / "a.png").write_bytes(b"png bytes")
-    monkeypatch.setenv("FAKE_UPLOADS", str(uploads))
-    picker = colab.FilePicker(tmp_path / "saved")
-    assert picker.paths() == [tmp_path / "saved" / "a.png"] and (tmp_path / "saved" / "a.png").read_bytes() == b"png bytes"
-    assert calls(fake_colab) == ["upload"]
+def test_file_picker_reads_colab_uploads_where_colab_saves_them(fake_colab, tmp_path, monkeypatch, capsys):
+    """Colab's files.upload writes each file into the current folder itself, renaming a taken name "a (1).png";
+    the picker runs it in its folder and returns the files that appeared there, never a stale one."""
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    (picked / "a.png").write_bytes(b"new a")
+    (picked / "b.jpg").write_bytes(b"b")
+    monkeypatch.setenv("FAKE_UPLOADS", str(picked))
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "a.png").write_bytes(b"uploaded yesterday")
+    monkeypatch.chdir(tmp_path)  # Colab's /content
+    picker = colab.FilePicker(saved)
+    assert picker.paths() == [saved / "a (1).png", saved / "b.jpg"]
+    assert (saved / "a (1).png").read_bytes() == b"new a" and (saved / "a.png").read_bytes() == b"uploaded yesterday"
+    assert Path.cwd() == tmp_path and not (tmp_path / "a.png").exists()  # back in /content, no stray copy there
+    assert "Saving a.png to a (1).png" in capsys.readouterr().out and calls(fake_colab) == ["upload"]
+
+
+def browser_upload_state(name: str, content: bytes) -> dict:
+    """The state a browser sends a FileUpload after one file was picked (binary buffers arrive as memoryviews).
+
+    ipywidgets 8 sends the files as ``value``; 7 (Colab's) sends ``metadata`` and ``data`` and counts up
+    ``_counter``, from which the widget builds its read-only ``value``."""
+    file, modified_ms = {"name": name, "type": "image/jpeg", "size": len(content)}, 1704067200000
+    if int(ipywidgets.__version__.split(".")[0]) >= 8:
+        return {"value": [{**file, "last_modified": modified_ms, "content": memoryview(content)}]}
+    return {"metadata": [{**file, "lastModified": modified_ms}], "data": [memoryview(content)], "_counter": 1}
 
 
 def test_file_picker_outside_colab_saves_what_the_widget_holds(not_colab, tmp_path):
     picker = colab.FilePicker(tmp_path / "saved")
     assert isinstance(picker.widget, ipywidgets.FileUpload)
-    import datetime
-
-    item = {"name": "../../escape.jpg", "content": b"jpeg bytes", "type": "image/jpeg", "size": 10,
-            "last_modified": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)}
-    picker.widget.value = (item,) if int(ipywidgets.__version__.split(".")[0]) >= 8 else {item["name"]: item}
+    assert picker.paths() == []  # nothing picked yet
+    picker.widget.set_state(browser_upload_state("../../escape.jpg", b"jpeg bytes"))
     assert picker.paths() == [tmp_path / "saved" / "escape.jpg"]  # base name only: never outside the folder
     assert (tmp_path / "saved" / "escape.jpg").read_bytes() == b"jpeg bytes"
 

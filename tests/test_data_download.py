@@ -8,6 +8,7 @@ machine: every test points GOPRO_URLS / REALBLUR_URLS at the local server.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
 import io
@@ -16,6 +17,7 @@ import re
 import subprocess
 import tarfile
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,10 +77,13 @@ def realblur_members() -> dict[str, bytes]:
     return members
 
 
-def zip_bytes(members: dict[str, bytes], top: str, symlinks: dict[str, str] | None = None) -> bytes:
-    """A zip of ``members`` under ``top``, plus ``symlinks`` (name -> target) stored as Info-ZIP stores links."""
+def zip_bytes(members: dict[str, bytes], top: str, symlinks: dict[str, str] | None = None,
+              appended: list[tuple[str, bytes]] | None = None) -> bytes:
+    """A zip of ``members`` under ``top``, plus ``symlinks`` (name -> target) stored as Info-ZIP stores links,
+    then the ``appended`` (name, data) entries as they are, even a name already in the zip."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of a duplicate name, and writes it
         for name, data in members.items():
             archive.writestr(top + name, data)
         for name, target in (symlinks or {}).items():
@@ -86,17 +91,20 @@ def zip_bytes(members: dict[str, bytes], top: str, symlinks: dict[str, str] | No
             info.create_system = 3  # Unix
             info.external_attr = (0o120777 << 16)  # S_IFLNK | 0777
             archive.writestr(info, target)
+        for name, data in appended or []:
+            archive.writestr(name, data)
     return buffer.getvalue()
 
 
-def tgz_bytes(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None) -> bytes:
+def tgz_bytes(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None, owner: str = "") -> bytes:
     """A tar.gz with file entries only (no directory entries), the harder case for member selection, plus
-    ``links`` (name -> (tarfile.SYMTYPE or LNKTYPE, target))."""
+    ``links`` (name -> (tarfile.SYMTYPE or LNKTYPE, target)); ``owner`` is every file's user and group name."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
+            info.uname = info.gname = owner
             archive.addfile(info, io.BytesIO(data))
         for name, (kind, target) in (links or {}).items():
             info = tarfile.TarInfo(name)
@@ -116,13 +124,15 @@ class FixtureServer:
     Hand-written because http.server.SimpleHTTPRequestHandler ignores Range headers.
     `requests` records (path, Range header) of every request; `cut_once[path] = n`
     makes the next response for `path` stop after n body bytes, like a dropped connection;
-    `ignore_range = True` answers every request with the whole file, like servers without resume.
+    `ignore_range = True` answers every request with the whole file, like servers without resume;
+    `response_headers[path]` are sent with every answer for `path` (the X-Linked-Size / X-Linked-Etag of the hub).
     """
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
         self.cut_once: dict[str, int] = {}
+        self.response_headers: dict[str, dict[str, str]] = {}
         self.ignore_range = False
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -152,6 +162,7 @@ class FixtureServer:
                     start = int(match.group(1))
                     if start >= len(body):
                         self.send_response(416)
+                        self.send_published_headers()
                         self.send_header("Content-Range", f"bytes */{len(body)}")
                         self.send_header("Content-Length", "0")
                         self.end_headers()
@@ -160,6 +171,7 @@ class FixtureServer:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
+                self.send_published_headers()
                 is_html = body.lstrip().startswith(b"<")
                 self.send_header("Content-Type", "text/html" if is_html else "application/octet-stream")
                 if not fixture.ignore_range:
@@ -169,6 +181,10 @@ class FixtureServer:
                 cut = fixture.cut_once.pop(self.path, None)
                 self.wfile.write(body[start:] if cut is None else body[start:start + cut])
                 self.close_connection = True
+
+            def send_published_headers(self) -> None:
+                for name, value in fixture.response_headers.get(self.path, {}).items():
+                    self.send_header(name, value)
 
         return Handler
 
@@ -182,12 +198,27 @@ def server() -> Iterator[FixtureServer]:
     fixture.httpd.server_close()
 
 
-def run_script(*args: str, dest: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run_script(*args: str, dest: Path, stdin: int | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """Runs data_download.sh with bash; inherited dataset settings are dropped so only `env` counts."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GOPRO_", "REALBLUR_", "DOWNLOAD_"))}
     full_env = {**base, **COUNTS_ENV, "DOWNLOAD_RETRY_DELAY": "0", **env}
-    return subprocess.run(["bash", str(SCRIPT), *args, "--dest", str(dest)], env=full_env,
+    return subprocess.run(["bash", str(SCRIPT), *args, "--dest", str(dest)], env=full_env, stdin=stdin,
                           capture_output=True, text=True, timeout=60)
+
+
+def python_startup(tmp_path: Path, code: str) -> dict[str, str]:
+    """Environment under which every python3 the script starts runs ``code`` first (a sitecustomize.py on
+    PYTHONPATH): how a full disk is simulated in helpers/archives.py without filling a real one."""
+    folder = tmp_path / "python-startup"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(code)
+    return {"PYTHONPATH": str(folder)}
+
+
+def realblur_j_members() -> dict[str, bytes]:
+    """The members data_download.sh extracts from RealBlur: RealBlur-J and its lists."""
+    return {name: data for name, data in realblur_members().items()
+            if name.startswith((REALBLUR_J, "RealBlur_J_"))}
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
@@ -231,9 +262,7 @@ def test_realblur_download_installs_realblur_j(server: FixtureServer, tmp_path: 
     assert result.returncode == 0, result.stderr
     installed = tree_files(tmp_path / "RealBlur")
     installed.pop(".complete")
-    expected = {name: data for name, data in realblur_members().items()
-                if name.startswith(REALBLUR_J) or name.startswith("RealBlur_J_")}
-    assert installed == expected  # RealBlur-R is left out on purpose
+    assert installed == realblur_j_members()  # RealBlur-R is left out on purpose
     assert "train: 3 pairs" in result.stdout and "test: 1 pairs" in result.stdout
     assert (tmp_path / "downloads" / "RealBlur.tar.gz").read_bytes() == REALBLUR_TGZ
 
@@ -466,8 +495,42 @@ def test_realblur_as_a_zip_is_recognised_by_its_content(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     installed = tree_files(tmp_path / "datasets" / "RealBlur")
     installed.pop(".complete")
-    assert installed == {name: data for name, data in realblur_members().items()
-                         if name.startswith(REALBLUR_J) or name.startswith("RealBlur_J_")}
+    assert installed == realblur_j_members()
+
+
+def test_help_names_the_authors_hub_as_realblurs_first_source(tmp_path: Path) -> None:
+    shown = run_script("--help", dest=tmp_path)
+    sources = next(line.split()[1:] for line in shown.stdout.splitlines() if line.split()[:1] == ["realblur"]
+                   and "://" in line)
+    assert sources == ["https://huggingface.co/datasets/rimchang/RealBlur/resolve/main/RealBlur.tar.gz",
+                       "gdrive:17v5Dj0M2WExgxJgsGpEWc-6UyhK1IWWK", "http://cg.postech.ac.kr/research/RealBlur/RealBlur.zip"]
+
+
+REALBLUR_SHA256 = hashlib.sha256(REALBLUR_TGZ).hexdigest()
+
+
+@pytest.mark.parametrize(("size", "sha256", "message"), [
+    (len(REALBLUR_TGZ), REALBLUR_SHA256, None),
+    (len(REALBLUR_TGZ), "0" * 64,
+     f"sha256 is {REALBLUR_SHA256}, expected {'0' * 64} (the sha256 its source published"),
+    (len(REALBLUR_TGZ) + 1, REALBLUR_SHA256,
+     f"has {len(REALBLUR_TGZ)} bytes, expected {len(REALBLUR_TGZ) + 1} (the size its source published"),
+], ids=["matching", "other-sha256", "other-size"])
+def test_hub_download_is_checked_against_the_size_and_sha256_it_publishes(
+        server: FixtureServer, tmp_path: Path, size: int, sha256: str, message: str | None) -> None:
+    """The hub sends X-Linked-Size and X-Linked-Etag (a quoted sha256); a download that differs falls through."""
+    hub, mirror = "/datasets/rimchang/RealBlur/resolve/main/RealBlur.tar.gz", "/mirror/RealBlur.tar.gz"
+    server.files[hub] = server.files[mirror] = REALBLUR_TGZ
+    server.response_headers[hub] = {"X-Linked-Size": str(size), "X-Linked-Etag": f'"{sha256}"'}
+    result = run_script("realblur", dest=tmp_path, REALBLUR_URLS=f"{server.url(hub)} {server.url(mirror)}")
+    assert result.returncode == 0, result.stderr
+    assert f"publishes size {size} and sha256 {sha256}: the download is checked against them" in result.stdout
+    if message is None:
+        assert [path for path, _ in server.requests] == [hub]
+    else:
+        assert message in result.stderr
+        assert [path for path, _ in server.requests] == [hub, mirror]  # the next source, which publishes nothing
+    assert (tmp_path / "RealBlur" / ".complete").is_file()
 
 
 def test_failing_realblur_sources_say_where_to_fetch_it_by_hand(server: FixtureServer, tmp_path: Path) -> None:
@@ -534,4 +597,106 @@ def test_tar_member_leaving_the_folder_is_refused(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "unsafe archive member ../escape.txt (leaves the dataset folder)" in result.stderr
     assert not (tmp_path / "escape.txt").exists()
+    assert_nothing_installed(tmp_path / "datasets", "RealBlur")
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/x"], ids=["dot-dot", "absolute"])
+def test_tar_member_behind_an_owner_name_with_a_space_is_refused(tmp_path: Path, name: str) -> None:
+    """`tar -tv` prints owner and group before the name: a space in them once shifted the name past the check."""
+    archive = tmp_path / "RealBlur.tar.gz"
+    archive.write_bytes(tgz_bytes({**realblur_members(), name: b"outside"}, owner="evil user"))
+    result = run_script("realblur", "--archive", str(archive), dest=tmp_path / "datasets")
+    assert result.returncode != 0
+    assert f"unsafe archive member {name} (leaves the dataset folder)" in result.stderr
+    assert not (tmp_path / "x").exists()
+    assert_nothing_installed(tmp_path / "datasets", "RealBlur")
+
+
+@pytest.mark.parametrize(("appended", "message"), [
+    ([("GOPRO_Large/train/GOPR0372_07_00/sharp/000001.png", png_bytes(200))],
+     "archive member GOPRO_Large/train/GOPR0372_07_00/sharp/000001.png appears twice"),
+    ([("GOPRO_Large/train/GOPR0372_07_00/sharp/000001.png/000002.png", png_bytes(200))],
+     "archive member GOPRO_Large/train/GOPR0372_07_00/sharp/000001.png is both a file and a folder"),
+], ids=["duplicate-member", "file-and-folder"])
+def test_zip_member_extraction_would_ask_about_fails_without_a_prompt(
+        tmp_path: Path, appended: list[tuple[str, bytes]], message: str) -> None:
+    """unzip asked "replace ...? [y]es, [n]o" and waited on an open stdin; now the cause is named, nothing asked."""
+    archive = tmp_path / "GOPRO_Large.zip"
+    archive.write_bytes(zip_bytes(gopro_members(), "GOPRO_Large/", appended=appended))
+    read_end, write_end = os.pipe()  # stdin stays open, as in a terminal or a notebook
+    try:
+        result = run_script("gopro", "--archive", str(archive), dest=tmp_path / "datasets", stdin=read_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "replace" not in result.stdout + result.stderr and "disk full" not in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "GOPRO_Large")
+
+
+def test_archive_larger_than_the_free_space_is_refused_before_extracting(tmp_path: Path) -> None:
+    archive = tmp_path / "RealBlur.tar.gz"
+    archive.write_bytes(REALBLUR_TGZ)
+    fake_full_disk = python_startup(tmp_path, (
+        "import collections, shutil\n"
+        "Usage = collections.namedtuple('Usage', 'total used free')\n"
+        "shutil.disk_usage = lambda path: Usage(10**9, 10**9 - 100, 100)\n"))
+    result = run_script("realblur", "--archive", str(archive), dest=tmp_path / "datasets", **fake_full_disk)
+    needed = sum(len(data) for data in realblur_j_members().values())  # RealBlur-R is not extracted, not counted
+    assert result.returncode != 0
+    assert f"extracting {archive} needs {needed} bytes" in result.stderr
+    assert "only 100 bytes (0.0 GiB) are free" in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "RealBlur")
+    assert archive.read_bytes() == REALBLUR_TGZ
+
+
+def test_disk_filling_up_during_extraction_is_named_in_one_line(tmp_path: Path) -> None:
+    archive = tmp_path / "GOPRO_Large.zip"
+    archive.write_bytes(GOPRO_ZIP)
+    disk_fills_up = python_startup(tmp_path, (
+        "import errno, os, shutil\n"
+        "def copy_to_a_full_disk(source, target, length=0):\n"
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+        "shutil.copyfileobj = copy_to_a_full_disk\n"))
+    read_end, write_end = os.pipe()
+    try:
+        result = run_script("gopro", "--archive", str(archive), dest=tmp_path / "datasets", stdin=read_end,
+                            **disk_fills_up)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert result.returncode != 0
+    cause, = [line for line in result.stderr.splitlines() if "disk full" in line]
+    assert f"disk full while extracting GOPRO_Large/train/GOPR0372_07_00/blur/000001.png from {archive}" in cause
+    assert "Traceback" not in result.stderr
+    assert_nothing_installed(tmp_path / "datasets", "GOPRO_Large")
+
+
+def tar_with_a_damaged_header() -> bytes:
+    """RealBlur's tar.gz with the second member's header damaged (bad checksum): tarfile alone would stop there
+    as if the archive ended, so the members after it would go missing without a word."""
+    raw = bytearray(gzip.decompress(REALBLUR_TGZ))
+    with tarfile.open(fileobj=io.BytesIO(bytes(raw))) as archive:
+        second = archive.getmembers()[1]
+    raw[second.offset] ^= 0xFF
+    return gzip.compress(bytes(raw))
+
+
+def gzip_with_a_wrong_checksum() -> bytes:
+    damaged = bytearray(REALBLUR_TGZ)
+    damaged[-8] ^= 0xFF  # the CRC-32 in the gzip trailer
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize(("archive_bytes", "message"), [
+    (tar_with_a_damaged_header(), "data after the end of the tar archive (a damaged member header?)"),
+    (gzip_with_a_wrong_checksum(), "failed the tar.gz integrity test (truncated or corrupt): CRC check failed"),
+], ids=["damaged-member-header", "gzip-checksum"])
+def test_damaged_tar_gz_is_refused(tmp_path: Path, archive_bytes: bytes, message: str) -> None:
+    archive = tmp_path / "RealBlur.tar.gz"
+    archive.write_bytes(archive_bytes)
+    result = run_script("realblur", "--archive", str(archive), dest=tmp_path / "datasets")
+    assert result.returncode != 0
+    assert message in result.stderr
     assert_nothing_installed(tmp_path / "datasets", "RealBlur")

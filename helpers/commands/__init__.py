@@ -3,45 +3,59 @@
 ``train`` (one network, or the cascade end to end), ``restore`` (images, folders, videos), ``evaluate``
 (ablation tables), ``demo`` (``make demo``), ``notebooks`` and ``colab-links``, ``import-weights``
 and ``calibrate-deblur``. Library modules take plain values; only these modules read
-``argparse.Namespace``. A command's work is imported when it runs, so ``--help`` stays fast.
+``argparse.Namespace``. Only the named command's module is imported, so ``colab-links`` runs without
+torch installed (a fork is pointed at itself before anything heavy is installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Sequence
+import sys
+from typing import Callable, NamedTuple, Sequence
 
-from . import calibrate, demo, evaluate, import_weights, notebooks, restore, train
+__all__ = ["COMMANDS", "build_parser", "command_function", "main"]
 
-__all__ = ["COMMANDS", "build_parser", "main"]
 
-# command -> (module, function) that receives the parsed arguments and returns an exit code
+class Command(NamedTuple):
+    """Where a command lives: its module, the function adding its flags, the function running it."""
+
+    module: str
+    add_parser: str
+    run: str
+
+
 COMMANDS = {
-    "train": ("helpers.commands.train", "train_command"),
-    "restore": ("helpers.commands.restore", "restore_command"),
-    "evaluate": ("helpers.commands.evaluate", "evaluate_command"),
-    "demo": ("helpers.commands.demo", "demo_command"),
-    "notebooks": ("helpers.commands.notebooks", "notebooks_command"),
-    "colab-links": ("helpers.commands.notebooks", "colab_links_command"),
-    "import-weights": ("helpers.commands.import_weights", "import_weights_command"),
-    "calibrate-deblur": ("helpers.commands.calibrate", "calibrate_command"),
+    "train": Command("helpers.commands.train", "add_parser", "train_command"),
+    "restore": Command("helpers.commands.restore", "add_parser", "restore_command"),
+    "evaluate": Command("helpers.commands.evaluate", "add_parser", "evaluate_command"),
+    "demo": Command("helpers.commands.demo", "add_parser", "demo_command"),
+    "notebooks": Command("helpers.commands.notebooks", "add_notebooks_parser", "notebooks_command"),
+    "colab-links": Command("helpers.commands.notebooks", "add_colab_links_parser", "colab_links_command"),
+    "import-weights": Command("helpers.commands.import_weights", "add_parser", "import_weights_command"),
+    "calibrate-deblur": Command("helpers.commands.calibrate", "add_parser", "calibrate_command"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (exposed for tests and docs)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command's flags, or only those of the command ``only`` (imports just its module)."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (train.add_parser, restore.add_parser, evaluate.add_parser, demo.add_parser, notebooks.add_notebooks_parser,
-                notebooks.add_colab_links_parser, import_weights.add_parser, calibrate.add_parser):
-        add(commands)
+    for name, command in COMMANDS.items():
+        if only is None or name == only:
+            getattr(importlib.import_module(command.module), command.add_parser)(commands)
     return parser
+
+
+def command_function(name: str) -> Callable[[argparse.Namespace], int | None]:
+    """The function that runs the command ``name`` with its parsed arguments."""
+    command = COMMANDS[name]
+    return getattr(importlib.import_module(command.module), command.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    module_name, function_name = COMMANDS[args.command]
-    command = getattr(importlib.import_module(module_name), function_name)
-    return int(command(args) or 0)
+    arguments = list(argv) if argv is not None else sys.argv[1:]
+    named = arguments[0] if arguments and arguments[0] in COMMANDS else None
+    args = build_parser(only=named).parse_args(arguments)
+    return int(command_function(args.command)(args) or 0)
