@@ -611,16 +611,7 @@ def test_a_restored_batch_reads_from_the_device_twice(networks):
 
 def test_the_noise_estimate_uses_no_kernel_that_is_nondeterministic_on_cuda():
     """``kthvalue`` has no deterministic CUDA kernel: it warned in every deterministic run's cascade validation."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Operations(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.names: set[str] = set()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.add(func.__name__)
-            return func(*args, **(kwargs or {}))
+    from test_cascade import Operations
 
     images = image_to_tensor(np.stack(noisy_and_blurred_frames()))
     with Operations() as operations:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
+from typing import Callable, TypeVar
 
-__all__ = ["NETWORKS", "DATA_HELP", "add_device", "sigma", "stage_list", "aux_weights", "share", "max_pixels"]
+__all__ = ["NETWORKS", "DATA_HELP", "add_device", "checked", "sigma", "stage_list", "aux_weights", "share", "max_pixels"]
+
+Number = TypeVar("Number", int, float)
 
 NETWORKS = ("dncnn", "unet", "edsr")
 DATA_HELP = ("sample (embedded set, no download), gopro:PATH, realblur:PATH, folder:PATH (your own sharp frames, made "
@@ -52,15 +54,20 @@ def aux_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def checked(text: str, convert: Callable[[str], Number], accept: Callable[[Number], bool], expected: str) -> Number:
+    """``convert(text)`` when ``accept`` takes it; otherwise the one-line error "expected EXPECTED, received 'TEXT'"."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}")
+    return value
+
+
 def share(text: str) -> float:
     """A share strictly between 0 and 1 (a held-out fraction: some data must be left on each side)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (exclusive), received {text!r}")
-    return value
+    return checked(text, float, lambda value: 0 < value < 1, "a share between 0 and 1 (exclusive)")
 
 
 def max_pixels(text: str) -> int:

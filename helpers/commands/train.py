@@ -23,7 +23,7 @@ from ..losses import build_loss
 from ..pipeline import DEFAULT_WEIGHTS_DIR
 from ..training import LAST_CHECKPOINT, RUN_LOCK, TrainConfig, TrainingDiverged, check_resumable, distributed, fit, main_process_first
 from ..training.reproducibility import seed_everything
-from .options import NETWORKS, DATA_HELP, add_device, aux_weights, share, sigma, stage_list
+from .options import NETWORKS, DATA_HELP, add_device, aux_weights, checked, share, sigma, stage_list
 
 __all__ = ["add_parser", "arch_arguments", "config_from_args", "train_command"]
 
@@ -127,35 +127,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def positive_int(text: str) -> int:
     """A whole number of at least 1 (an epoch count: 0 or fewer would train nothing and say nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, received {text!r}")
-    return value
+    return checked(text, int, lambda value: value >= 1, "a whole number of at least 1")
 
 
 def non_negative_int(text: str) -> int:
     """A whole number of at least 0 (0 switches the option off)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0 (0: off), received {text!r}")
-    return value
+    return checked(text, int, lambda value: value >= 0, "a whole number of at least 0 (0: off)")
 
 
 def positive_number(text: str) -> float:
     """A finite number above 0 (a learning rate, a gradient-norm bound: NaN or inf would train on NaN)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number above 0, received {text!r}")
-    return value
+    return checked(text, float, lambda value: math.isfinite(value) and value > 0, "a finite number above 0")
 
 
 def noise_sigma(text: str) -> float | tuple[float, float]:
