@@ -30,6 +30,11 @@ checks are left out inside the cascade (its input was checked once, each stage's
 ``from_weights`` takes the deblur ramp the UNet's weights file records (``DEBLUR_RAMP`` when it records none).
 ``denoise="always"`` and ``deblur="always"`` keep all of the correction on every frame.
 
+Strength (the user's dial, on top of the gates): ``strength=S`` blends the cascade's result with the input
+upscaled by plain bicubic interpolation (S=1: the cascade, S=0: bicubic), on the whole frame after any
+tiling; ``strength={"unet": 0.6, ...}`` scales each named stage's correction (its output minus its input;
+EDSR's: minus its input upscaled by bicubic) times whatever share its gate gave.
+
 Precision: ``helpers.inference.inference_dtype`` picks autocast float16 on CUDA (bfloat16 on CPUs
 that compute it natively), float32 otherwise or with ``fp32=True``. A frame or tile whose
 reduced-precision result holds inf/NaN in any stage is redone in float32, with a warning naming it.
@@ -70,7 +75,8 @@ from .inference import (
 from .io import image_to_tensor, tensor_to_image
 from .models import UNet, UnsharpMask
 
-__all__ = ["DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "Restorer", "dihedral_average"]
+__all__ = ["DEFAULT_WEIGHTS_DIR", "STAGES", "NETWORK_STAGES", "FRAME_SIZE", "Restorer", "bicubic", "dihedral_average",
+           "parse_strength"]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 STAGES = ("dncnn", "unet", "edsr", "unsharp")
@@ -95,6 +101,25 @@ def dihedral_average(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
             output = model(view.flip(dims)).float().flip(dims)
             total = total + (output.transpose(-2, -1) if transpose else output)
     return total / 8
+
+
+def parse_strength(strength: float | Mapping[str, float]) -> tuple[float, dict[str, float]]:
+    """(overall strength, {stage: strength}) from ``Restorer``'s ``strength``; ValueError unless each is in [0, 1]."""
+    overall, per_stage = (1.0, dict(strength)) if isinstance(strength, Mapping) else (strength, {})
+    unknown = [stage for stage in per_stage if stage not in STAGES]
+    if unknown:
+        raise ValueError(f"strength: expected stages among {', '.join(STAGES)}, received {', '.join(map(str, unknown))}")
+    for name, value in [("strength", overall), *((f"strength of {stage}", value) for stage, value in per_stage.items())]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{name}: expected a number from 0 to 1, received {value!r}")
+    return float(overall), {stage: float(value) for stage, value in per_stage.items() if value != 1}
+
+
+def bicubic(images: torch.Tensor, scale: int) -> torch.Tensor:
+    """``images`` upscaled ``scale`` times by bicubic interpolation, clamped to [0, 1] (scale 1: unchanged)."""
+    if scale == 1:
+        return images
+    return nn.functional.interpolate(images, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def _canonical_stages(stages: Iterable[str]) -> tuple[str, ...]:
@@ -186,6 +211,8 @@ class Restorer:
             file records, if any).
         self_ensemble: network stages run on the 8 flips and transposes of their input, the outputs mapped back
             and averaged (``dihedral_average``): better results for 8x that stage's time.
+        strength: 1 (default) the cascade's result; S in [0, 1) blends it with the bicubic-upscaled input;
+            {stage: S, ...} keeps that share of each named stage's correction, on top of its gate.
     """
 
     def __init__(
@@ -205,8 +232,10 @@ class Restorer:
         deblur: str = "auto",
         deblur_ramp: tuple[float, float] = DEBLUR_RAMP,
         self_ensemble: Sequence[str] = (),
+        strength: float | Mapping[str, float] = 1.0,
     ) -> None:
         self.stages = _canonical_stages(stages)
+        self.strength, self.stage_strength = parse_strength(strength)
         unknown = [stage for stage in self_ensemble if stage not in NETWORK_STAGES]
         if unknown:
             raise ValueError(f"self_ensemble: expected stages among {', '.join(NETWORK_STAGES)}, received {', '.join(unknown)}")
@@ -360,6 +389,9 @@ class Restorer:
             batch = batch.float()
             tile = self._tile_for(*batch.shape[-2:])
             outputs = self._run_tiled(batch, tile, keep_stages, first_frame) if tile else self._run_whole(batch, keep_stages, first_frame)
+            if self.strength != 1:
+                last = self.stages[-1]
+                outputs[last] = torch.lerp(bicubic(batch, self.scale), outputs[last], self.strength)
         return {"input": batch, **outputs} if keep_stages else outputs
 
     @property
@@ -390,6 +422,7 @@ class Restorer:
         pixels = batch.shape[-2] * batch.shape[-1]
         share = ramp_weights(deblur_ratio(sums[0] / pixels, sums[1] / pixels), self.deblur_ramp).to(batch.device)
         before = outputs.get("dncnn", batch)
+        share = share * self.stage_strength.get("unet", 1.0)
         outputs["unet"] = torch.lerp(before, outputs["unet"], share.view(-1, 1, 1, 1))
         if tail := self.stages[len(head) :]:
             outputs.update(self._tiles(outputs["unet"], tail, tile, keep_stages, first_frame, _Gates())[0])
@@ -501,6 +534,10 @@ class Restorer:
             images = images.clamp(0, 1)
             if stage == "unet" and gates.deblur_ramp is not None:  # a blurred frame keeps the UNet's output exactly
                 images = torch.lerp(before, images, deblur_weights(before, images, gates.deblur_ramp).view(-1, 1, 1, 1))
+            gated_later = stage == "unet" and self._gates_deblur and gates.deblur_ramp is None  # tiles: in _run_tiled
+            if stage in self.stage_strength and not gated_later:
+                baseline = bicubic(before, self.scale if stage == "edsr" else 1)
+                images = torch.lerp(baseline, images, self.stage_strength[stage])
             if keep_stages:
                 outputs[stage] = images
         outputs[stages[-1]] = images

@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .evaluate import TARGET, Evaluation, to_target_size
-from .io import atomic_path, image_to_tensor
+from .io import atomic_path, image_to_tensor, tensor_to_image
 from .metrics import psnr, ssim
 
 __all__ = [
     "save_figure",
+    "strength_blend",
     "plot_history",
     "image_grid",
     "compare_stages",
@@ -267,12 +269,26 @@ def _png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def interactive_compare(stages_by_image: Mapping[str, Mapping[str, np.ndarray]], width: int = 800) -> Any:
+def strength_blend(original: np.ndarray, restored: np.ndarray, strength: float) -> np.ndarray:
+    """``restored`` at ``strength`` (uint8): blended with ``original`` upscaled to its size by bicubic, as
+    ``Restorer(strength=...)`` blends (``helpers.pipeline.bicubic``), without running the cascade again."""
+    from .pipeline import bicubic
+
+    scale = restored.shape[0] // original.shape[0]
+    baseline = bicubic(image_to_tensor(original), scale)
+    return tensor_to_image(torch.lerp(baseline, image_to_tensor(restored), float(strength))[0])
+
+
+def interactive_compare(
+    stages_by_image: Mapping[str, Mapping[str, np.ndarray]], width: int = 800, strength_slider: bool = False,
+) -> Any:
     """An ipywidgets viewer: a dropdown picks the image, a slider steps through its stages.
 
     ``stages_by_image`` maps image names to {stage: RGB uint8} (e.g. ``restore_stages`` outputs, plus a
     "target" entry to get PSNR in the caption). Every image is shown ``width`` pixels wide with its
-    aspect kept; the caption gives its real size. Returns the widget (display it in a notebook).
+    aspect kept; the caption gives its real size. ``strength_slider`` adds a strength slider (0-1) that shows
+    the "restored" stage blended with the bicubic-upscaled "input" (``strength_blend``), as ``restore
+    --strength`` would write it. Returns the widget (display it in a notebook).
     """
     import ipywidgets as widgets
 
@@ -281,6 +297,7 @@ def interactive_compare(stages_by_image: Mapping[str, Mapping[str, np.ndarray]],
     names = list(stages_by_image)
     picker = widgets.Dropdown(options=names, value=names[0], description="image")
     stage = widgets.SelectionSlider(options=list(stages_by_image[names[0]]), description="stage", continuous_update=False)
+    strength = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="strength", continuous_update=False)
     caption = widgets.HTML()
     view = widgets.Image(format="png", width=width)
 
@@ -288,6 +305,9 @@ def interactive_compare(stages_by_image: Mapping[str, Mapping[str, np.ndarray]],
         stages = stages_by_image[picker.value]
         image = stages[stage.value]
         text = f"<b>{picker.value}</b>: {stage.value}, {image.shape[1]}x{image.shape[0]}"
+        if strength_slider and stage.value == "restored" and "input" in stages and strength.value != 1:
+            image = strength_blend(stages["input"], image, strength.value)
+            text += f" at strength {strength.value:.2f}"
         target = stages.get(TARGET)
         if target is not None and stage.value != TARGET:
             text += f", PSNR {_quality(image, target)[0]:.2f} dB"
@@ -304,5 +324,7 @@ def interactive_compare(stages_by_image: Mapping[str, Mapping[str, np.ndarray]],
 
     picker.observe(pick_image, names="value")
     stage.observe(show, names="value")
+    strength.observe(show, names="value")
     show()
-    return widgets.VBox([widgets.HBox([picker, stage]), caption, view])
+    controls = [picker, stage, strength] if strength_slider else [picker, stage]
+    return widgets.VBox([widgets.HBox(controls), caption, view])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -653,3 +654,73 @@ def test_a_float32_run_works_after_the_new_tf32_api_was_used(networks):
         for setting, value in zip(settings, saved):
             setting.fp32_precision = value
     assert seen == [("ieee", "ieee")] and after == ("tf32", "tf32")
+
+
+# ----------------------------------------------------------------------------- strength (issue 29)
+
+
+def bicubic_by_hand(image: np.ndarray) -> torch.Tensor:
+    """The input upscaled 2x by torch's bicubic interpolation (align_corners=False), clamped: the strength-0 result."""
+    tensor = image_to_tensor(image)
+    return nn.functional.interpolate(tensor, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.3, 1.0])
+def test_strength_blends_the_cascade_with_bicubic(networks, strength):
+    image = photo(40, 56)
+    full = Restorer(networks, device="cpu", fp32=True).restore_tensor(image_to_tensor(image))
+    blended = Restorer(networks, device="cpu", fp32=True, strength=strength).restore_tensor(image_to_tensor(image))
+    expected = strength * full + (1 - strength) * bicubic_by_hand(image)
+    assert torch.allclose(blended, expected, atol=1e-5)
+    assert (blended - full).abs().max() > 0.01 or strength == 1.0  # bicubic is not the cascade: the check can fail
+
+
+def test_a_stages_strength_keeps_that_share_of_its_correction(networks):
+    """unet=0.4 with the gate off: the UNet's output is 0.4 of the way from its input; unet=0 drops the stage;
+    edsr=0 leaves bicubic where EDSR's output was."""
+    image = photo(40, 56)
+    tensor = image_to_tensor(image)
+    with torch.inference_mode():
+        deblurred = networks["unet"](tensor).clamp(0, 1)
+    weak = Restorer(networks, stages=("unet",), scale=1, device="cpu", fp32=True, deblur="always", strength={"unet": 0.4})
+    assert torch.allclose(weak.restore_tensor(tensor), torch.lerp(tensor, deblurred, 0.4), atol=1e-5)
+    without_unet = Restorer(networks, stages=("dncnn", "edsr", "unsharp"), device="cpu", fp32=True).restore(image)
+    unet_off = Restorer(networks, device="cpu", fp32=True, strength={"unet": 0}).restore(image)
+    assert np.array_equal(unet_off, without_unet)
+    stages = Restorer(networks, stages=("edsr",), device="cpu", fp32=True, strength={"edsr": 0.0}).restore_tensor(tensor)
+    assert torch.allclose(stages, bicubic_by_hand(image), atol=1e-6)
+
+
+def test_a_stages_strength_multiplies_its_gates_share(networks):
+    """A UNet whose gate keeps about half of its correction: unet=0.5 keeps half of that, tiled as whole."""
+    image = photo(72, 100, "astronaut")
+    image[:, 50:] = skimage.filters.gaussian(image[:, 50:], sigma=2, channel_axis=2, preserve_range=True).round().astype(np.uint8)
+    models = {**networks, "unet": Sharpens(0.2)}
+    tensor = image_to_tensor(image)
+    gated = Restorer(models, stages=("unet",), scale=1, device="cpu", fp32=True).restore_tensor(tensor)
+    share = float(gates.deblur_weights(tensor, Sharpens(0.2)(tensor).clamp(0, 1)))
+    assert 0 < share < 1  # the gate keeps part of the correction here: the product below is tested
+    half = Restorer(models, stages=("unet",), scale=1, device="cpu", fp32=True, strength={"unet": 0.5})
+    assert torch.allclose(half.restore_tensor(tensor), torch.lerp(tensor, gated, 0.5), atol=1e-5)
+    whole = Restorer(models, device="cpu", fp32=True, strength={"unet": 0.5, "edsr": 0.7}).restore(image)
+    tiled = Restorer(models, device="cpu", fp32=True, tile=32, strength={"unet": 0.5, "edsr": 0.7}).restore(image)
+    assert max_difference(tiled, whole) <= 1
+
+
+@pytest.mark.parametrize("strength", [0.6, {"dncnn": 0.3, "unsharp": 0.5}])
+def test_tiled_equals_whole_with_a_strength(networks, strength):
+    image = photo(72, 100, "astronaut")
+    whole = Restorer(networks, device="cpu", fp32=True, denoise="always", strength=strength).restore(image)
+    tiled = Restorer(networks, device="cpu", fp32=True, denoise="always", tile=32, strength=strength).restore(image)
+    assert max_difference(tiled, whole) <= 1
+
+
+@pytest.mark.parametrize("strength, message", [
+    (1.5, "strength: expected a number from 0 to 1, received 1.5"),
+    (float("nan"), "strength: expected a number from 0 to 1, received nan"),
+    ({"deblur": 0.5}, "strength: expected stages among dncnn, unet, edsr, unsharp, received deblur"),
+    ({"unet": -0.1}, "strength of unet: expected a number from 0 to 1, received -0.1"),
+])
+def test_a_strength_out_of_range_is_refused(networks, strength, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Restorer(networks, device="cpu", strength=strength)

@@ -220,6 +220,19 @@ def test_self_ensemble_option(restore, weights_dir, tmp_path, capsys):
     assert not (tmp_path / "bad.png").exists()
 
 
+@pytest.mark.parametrize("given, strength", [("0.4", 0.4), ("UNet=0.6, dncnn=0.3", {"unet": 0.6, "dncnn": 0.3})])
+def test_strength_option(restore, weights_dir, tmp_path, capsys, given, strength):
+    source = write_image(tmp_path / "in.png", photo(40, 56))
+    assert restore(source, "-o", tmp_path / "out.png", "--strength", given) == 0
+    expected = Restorer.from_weights(weights_dir, device="cpu", fp32=True, strength=strength).restore(photo(40, 56))
+    assert np.array_equal(read_image(tmp_path / "out.png"), expected)
+    assert not np.array_equal(expected, Restorer.from_weights(weights_dir, device="cpu", fp32=True).restore(photo(40, 56)))
+    with pytest.raises(SystemExit) as exit_info:
+        restore(source, "-o", tmp_path / "bad.png", "--strength", "unet=1.2")
+    assert exit_info.value.code == 2 and "argument --strength: expected S or STAGE=S" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_tiled_cli_output_matches_untiled(restore, tmp_path):
     source = write_image(tmp_path / "in.png", photo(72, 100, "astronaut"))
     assert restore(source, "-o", tmp_path / "whole.png") == 0

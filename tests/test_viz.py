@@ -11,7 +11,9 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from helpers.evaluate import Evaluation
 from helpers.io import read_image
-from helpers.viz import compare_stages, evaluation_grid, image_grid, interactive_compare, plot_history, plot_per_image
+from helpers.viz import (
+    compare_stages, evaluation_grid, image_grid, interactive_compare, plot_history, plot_per_image, strength_blend,
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,23 @@ def test_interactive_compare_switches_image_and_stage(frames):
     assert "256x144" in caption.value and bytes(view.value) != first
     picker.value = "two"
     assert list(stage.options) == ["input", "target"] and stage.value == "input"
+
+
+def test_the_strength_slider_shows_the_restored_image_as_restore_strength_writes_it():
+    """The blend the viewer shows at strength 0.4 is what Restorer(strength=0.4) gives (to 1/255), from the
+    restored image and the input alone."""
+    from helpers.pipeline import Restorer
+    from test_pipeline import max_difference, photo, small_networks
+
+    networks, image = small_networks(), photo(40, 56)
+    restored = Restorer(networks, device="cpu", fp32=True).restore(image)
+    expected = Restorer(networks, device="cpu", fp32=True, strength=0.4).restore(image)
+    assert max_difference(strength_blend(image, restored, 0.4), expected) <= 1
+    assert max_difference(restored, expected) > 4  # the blend moves the picture: the check can fail
+    viewer = interactive_compare({"photo": {"input": image, "restored": restored}}, strength_slider=True)
+    (picker, stage, strength), caption, view = viewer.children[0].children, viewer.children[1], viewer.children[2]
+    stage.value = "restored"
+    full = bytes(view.value)
+    strength.value = 0.4
+    assert "at strength 0.40" in caption.value and bytes(view.value) != full
+    assert len(interactive_compare({"photo": {"input": image, "restored": restored}}).children[0].children) == 2

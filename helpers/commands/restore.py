@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..io import DEFAULT_MAX_PIXELS
-from ..pipeline import Restorer
+from ..pipeline import Restorer, parse_strength
 from ..restore import RestoreInterrupted, restore_files
 from .options import add_device, max_pixels, stage_list
 
@@ -58,6 +58,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--self-ensemble", type=stage_list, default=[], metavar="STAGES",
                         help="comma-separated networks (e.g. unet or unet,edsr) run on the 8 flips and transposes of "
                              "their input, averaged: better results for 8x those stages' time (default: none)")
+    parser.add_argument("--strength", type=strength, default=1.0, metavar="S|STAGE=S,...",
+                        help="S from 0 to 1: blend the result with the input upscaled by plain bicubic (1, default: "
+                             "all of the cascade; 0: bicubic); STAGE=S,... (e.g. unet=0.6,dncnn=0.3): keep that share of "
+                             "each named stage's correction, on top of its automatic gate")
     parser.add_argument("--max-pixels", type=max_pixels, default=None,
                         help="refuse images and video frames of more pixels, from their header, before decoding "
                              "(default 67,108,864 = 8192x8192: 8K frames and 61 MP photos pass); the README says "
@@ -67,6 +71,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     existing.add_argument("--skip-existing", action="store_true",
                           help="keep outputs that exist and go on (resumes an interrupted batch; reported as skipped)")
     add_device(parser)
+
+
+def strength(text: str) -> float | dict[str, float]:
+    """'0.7' -> 0.7; 'unet=0.6,dncnn=0.3' -> {'unet': 0.6, 'dncnn': 0.3}, each from 0 to 1 (``pipeline.parse_strength``)."""
+    try:
+        if "=" in text:
+            value: float | dict[str, float] = {
+                stage.strip().lower(): float(share) for stage, share in (part.split("=", 1) for part in text.split(","))
+            }
+        else:
+            value = float(text)
+        parse_strength(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected S or STAGE=S,... with each S from 0 to 1, received {text!r}"
+                                         + (f" ({error})" if "strength" in str(error) else "")) from None
+    return value
 
 
 class Terminated(KeyboardInterrupt):
@@ -95,7 +115,7 @@ def restore_command(args: argparse.Namespace) -> int:
         try:
             restorer = Restorer.from_weights(
                 args.weights, stages=stages, scale=scale, device=args.device, tile=args.tile, fp32=args.fp32,
-                denoise=args.denoise, deblur=args.deblur, self_ensemble=args.self_ensemble,
+                denoise=args.denoise, deblur=args.deblur, self_ensemble=args.self_ensemble, strength=args.strength,
             )
             restored, skipped, errors = restore_files(
                 restorer, args.inputs, Path(args.output), args.overwrite, args.skip_existing,
