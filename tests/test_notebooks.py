@@ -5,7 +5,6 @@ How they run in Colab, one VM each, is test_colab_session.py."""
 from __future__ import annotations
 
 import ast
-import importlib
 import os
 import re
 import shutil

@@ -115,7 +115,7 @@ def test_the_strength_slider_shows_the_restored_image_as_restore_strength_writes
     assert max_difference(strength_blend(image, restored, 0.4), expected) <= 1
     assert max_difference(restored, expected) > 4  # the blend moves the picture: the check can fail
     viewer = interactive_compare({"photo": {"input": image, "restored": restored}}, strength_slider=True)
-    (picker, stage, strength), caption, view = viewer.children[0].children, viewer.children[1], viewer.children[2]
+    (_, stage, strength), caption, view = viewer.children[0].children, viewer.children[1], viewer.children[2]
     stage.value = "restored"
     full = bytes(view.value)
     strength.value = 0.4
