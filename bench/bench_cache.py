@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from helpers.data import GoproPairs, build_dataset, build_sample_set
-from helpers.io import atomic_path
+from helpers.safe_writes import atomic_path
 
 
 def patches_per_second(dataset, batch_size: int, workers: int, min_patches: int) -> float:

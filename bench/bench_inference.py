@@ -45,7 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.degrade import add_gaussian_noise, downscale, motion_blur, resize_to_frame
 from helpers.inference import autocast_for, inference_dtype, pick_device, prepare_for_inference, prepare_input
-from helpers.io import atomic_path, float_image, image_to_tensor, uint8_image
+from helpers.io import float_image, image_to_tensor, uint8_image
+from helpers.safe_writes import atomic_path
 from helpers.metrics import psnr
 from helpers.models import DnCNN, EDSR, UNet, UnsharpMask
 from helpers.profiling import measure_in_subprocess, peak_memory_bytes, reset_peak_memory, synchronize

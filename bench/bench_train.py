@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from helpers.inference import cpu_has_native_bfloat16
-from helpers.io import atomic_path
+from helpers.safe_writes import atomic_path
 from helpers.losses import build_loss
 from helpers.models import build_model
 from helpers.recipes import STAGE_DEFAULTS

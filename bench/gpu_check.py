@@ -64,7 +64,8 @@ from helpers.cascade import load_cascade, needs_checkpointing
 from helpers.checkpoint import export_weights, load_model
 from helpers.commands import main as helpers_main
 from helpers.degrade import add_gaussian_noise, motion_blur
-from helpers.io import atomic_path, float_image, image_to_tensor, read_video_frames, uint8_image, video_writer, write_image
+from helpers.io import float_image, image_to_tensor, read_video_frames, uint8_image, video_writer, write_image
+from helpers.safe_writes import atomic_path
 from helpers.metrics import psnr
 from helpers.models import build_model
 from helpers.pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES, Restorer

@@ -21,7 +21,8 @@ import numpy as np
 
 from helpers.degrade import downscale
 from helpers.evaluate import upscale_bicubic
-from helpers.io import atomic_path, float_image, list_images, read_image, uint8_image
+from helpers.io import float_image, list_images, read_image, uint8_image
+from helpers.safe_writes import atomic_path
 from helpers.pipeline import DEFAULT_WEIGHTS_DIR, Restorer
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval"

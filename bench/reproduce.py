@@ -21,7 +21,8 @@ from pathlib import Path
 
 from helpers.evaluate import NOISE_PROTOCOLS, evaluate_denoising, format_table
 from helpers.import_weights import DNCNN_SOURCE, WeightsImportError, import_dncnn_matconvnet
-from helpers.io import atomic_path, list_images, read_image
+from helpers.io import list_images, read_image
+from helpers.safe_writes import atomic_path
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 DEFAULT_WEIGHTS = SHARED / "weights" / "official" / "GD_Color_Blind.mat"

@@ -5,7 +5,7 @@ One concern per module, data flowing one way (files -> ``io``/``data`` -> tensor
 
 - networks and their maths: ``models`` (DnCNN, UNet, EDSR, UnsharpMask), ``losses``, ``metrics``,
   ``degrade`` (synthetic noise, blur, downscaling), ``checks`` (input validation);
-- files: ``io`` (images and videos <-> arrays <-> tensors), ``checkpoint`` (save, safe load, weights
+- files: ``io`` (images and videos <-> arrays <-> tensors), ``safe_writes`` (atomic writes, locks), ``checkpoint`` (save, safe load, weights
   with what their file records), ``cache`` (decoded-frame cache), ``archives`` (checked dataset archives),
   ``import_weights`` (published weights as our networks);
 - data and training: ``data/`` (dataset readers, sources, the sample set, one file per stage's datasets),

@@ -33,8 +33,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .gates import checked_ramp
-from .io import atomic_path
-from .models import MODELS, UnsharpMask, build_model
+from .safe_writes import atomic_path
+from .models import MODELS, UnsharpMask, build_model, unknown_arguments
 
 __all__ = [
     "CHECKPOINT_FORMAT", "MAX_ARCH_VALUE", "MAX_PARAMETERS", "CheckpointError", "LoadedWeights", "save_checkpoint",
@@ -308,8 +308,7 @@ def check_fit(path: str | os.PathLike, arch: dict[str, Any], weights: Mapping[st
     network = MODELS.get(name.lower())
     if network is None:
         raise CheckpointError(f"{path}: unknown network {name!r} (expected one of {', '.join(MODELS)})")
-    accepted = [parameter for parameter in inspect.signature(network).parameters if parameter != "self"]
-    unknown = sorted(set(kwargs) - set(accepted))
+    unknown, accepted = unknown_arguments(network, kwargs)
     if unknown:
         raise CheckpointError(
             f"{path}: unknown argument {unknown[0]!r} for {name} (it takes {', '.join(accepted)}); "

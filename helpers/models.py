@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import kornia
 import numpy as np
@@ -19,7 +19,7 @@ from torch import nn
 from .checks import RANGE_TOLERANCE, check_image_batch
 from .io import image_to_tensor, tensor_to_image
 
-__all__ = ["ImageNorm", "DnCNN", "UNet", "UNET_BLOCKS", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters"]
+__all__ = ["ImageNorm", "DnCNN", "UNet", "UNET_BLOCKS", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters", "unknown_arguments"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -512,13 +512,18 @@ class UnsharpMask(nn.Module):
 MODELS: dict[str, type[_Network]] = {"dncnn": DnCNN, "unet": UNet, "edsr": EDSR}
 
 
+def unknown_arguments(network: type[nn.Module], kwargs: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(the names in ``kwargs`` that ``network``'s constructor does not take, sorted; the names it takes)."""
+    accepted = [parameter for parameter in inspect.signature(network).parameters if parameter != "self"]
+    return sorted(set(kwargs) - set(accepted)), accepted
+
+
 def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Create a network by name ('dncnn', 'unet', 'edsr') with constructor arguments; ValueError for unknown ones."""
     network = MODELS.get(name.lower())
     if network is None:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
-    accepted = [parameter for parameter in inspect.signature(network).parameters if parameter != "self"]
-    unknown = sorted(set(kwargs) - set(accepted))
+    unknown, accepted = unknown_arguments(network, kwargs)
     if unknown:
         raise ValueError(f"{name}: unknown argument {unknown[0]!r} (it takes {', '.join(accepted)})")
     return network(**kwargs)

@@ -33,7 +33,8 @@ from . import colab
 from .cache import default_cache_dir
 from .colab import default_checkpoint_dir
 from .data import build_dataset, pairs_for, resolve_source
-from .io import atomic_path, read_image
+from .io import read_image
+from .safe_writes import atomic_path
 from .pipeline import DEFAULT_WEIGHTS_DIR, NETWORK_STAGES
 from .recipes import PHOTOS_PREFIX
 

@@ -17,7 +17,7 @@ from .evaluate import (
     Evaluation,
     format_table,
 )
-from .io import atomic_path
+from .safe_writes import atomic_path
 from .viz import evaluation_grid
 
 __all__ = ["save_evaluation"]

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .evaluate import TARGET, Evaluation, to_target_size
-from .io import atomic_path, image_to_tensor, tensor_to_image
+from .io import image_to_tensor, tensor_to_image
+from .safe_writes import atomic_path
 from .metrics import psnr, ssim
 
 __all__ = [

@@ -20,9 +20,9 @@ from PIL import Image, ImageOps
 
 import helpers.io
 from helpers.io import (
-    DEFAULT_MAX_PIXELS, ImageReadError, atomic_path, describe_content, image_to_tensor, list_images, read_image,
-    read_image_any, tensor_to_image, write_image,
+    DEFAULT_MAX_PIXELS, ImageReadError, describe_content, image_to_tensor, list_images, read_image, read_image_any, tensor_to_image, write_image,
 )
+from helpers.safe_writes import DestinationBusyError, atomic_path
 
 ORIENTATION_TAG = 0x0112
 
@@ -261,7 +261,7 @@ def test_file_content_is_named_from_its_first_bytes(tmp_path) -> None:
 
 HOLD_LOCK = """
 import sys, time
-from helpers.io import exclusive_lock
+from helpers.safe_writes import exclusive_lock
 with exclusive_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)
@@ -278,7 +278,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_the_lock_dies_with_it(
     try:
         assert holder.stdout.readline().strip() == "locked"
         busy = rf"clip\.mp4: another process \(PID {holder.pid}\) is writing it"
-        with pytest.raises(helpers.io.DestinationBusyError, match=busy), atomic_path(target) as temp:
+        with pytest.raises(DestinationBusyError, match=busy), atomic_path(target) as temp:
             temp.write_bytes(b"second")
         assert not target.exists() and (tmp_path / ".clip.mp4.lock").exists()
     finally:

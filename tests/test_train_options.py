@@ -15,14 +15,14 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from helpers.commands import main
-from helpers.io import DestinationBusyError
+from helpers.safe_writes import DestinationBusyError
 from helpers.models import DnCNN
 from helpers.training import TrainingDiverged, fit
 
 HOLD_RUN_FOLDER = """
 import sys, time
 from pathlib import Path
-from helpers.io import exclusive_lock
+from helpers.safe_writes import exclusive_lock
 with exclusive_lock(sys.argv[1], Path(sys.argv[1]) / ".lock"):
     print("locked", flush=True)
     time.sleep(120)

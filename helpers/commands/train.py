@@ -18,7 +18,7 @@ from typing import Any
 from .. import recipes
 from ..cascade import DEFAULT_CASCADE_LOSS, build_cascade_loss, export_cascade, load_cascade
 from ..checkpoint import CheckpointError, load_checkpoint
-from ..io import exclusive_lock
+from ..safe_writes import exclusive_lock
 from ..losses import build_loss
 from ..pipeline import DEFAULT_WEIGHTS_DIR
 from ..training import LAST_CHECKPOINT, RUN_LOCK, TrainConfig, TrainingDiverged, check_resumable, distributed, fit, main_process_first

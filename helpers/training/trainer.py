@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..checks import check_image_batch, range_checked_upstream
-from ..io import exclusive_lock
+from ..safe_writes import exclusive_lock
 from ..losses import build_loss
 from .config import TrainConfig, check_resumable, config_from, describes
 from .distributed import DistributedInfo, all_reduce_sum, distributed, unwrap
