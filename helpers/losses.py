@@ -2,9 +2,9 @@
 
 Losses take (N, 3, H, W) predictions and targets. Predictions are not range-checked (a network in
 training may overshoot [0, 1] a little); shapes and channel counts are. ``build_loss(config)``
-turns a small dict, the one a notebook shows, into a ``CombinedLoss``. The SSIM and Sobel terms use filter
-kernels made once per device (``helpers.metrics.device_constant``): kornia's functions make them on every
-call, a synchronisation per term and step on a GPU.
+turns a small dict, the one a notebook shows, into a ``CombinedLoss``. The SSIM and Sobel terms use
+``helpers.metrics``' maps, whose filter kernels are made once per device (kornia's functions make them on every
+call, a synchronisation per term and step on a GPU).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-import kornia
 import torch
 import torchvision
 from torch import nn
 
 from .checks import check_image_batch, check_same_shape
-from .metrics import device_constant, spatial_gradient
+from .metrics import spatial_gradient, ssim_map
 from .models import ImageNorm
 
 __all__ = ["SSIMLoss", "SobelEdgeLoss", "PerceptualLoss", "CombinedLoss", "build_loss", "DEFAULT_LOSS_CONFIG"]
@@ -39,32 +38,12 @@ def _check_pair(prediction: torch.Tensor, target: torch.Tensor) -> None:
     check_same_shape(prediction, target)
 
 
-@device_constant
-def _ssim_window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Wang et al.'s SSIM window: an 11-tap Gaussian of sigma 1.5, (1, 11), as ``kornia.metrics.ssim`` makes it."""
-    return kornia.filters.get_gaussian_kernel1d(11, 1.5, device=device, dtype=dtype)
-
-
-def _ssim_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """``kornia.metrics.ssim(first, second, 11, max_val=1.0, padding="valid")`` (the same operations, the same values),
-    with the window made once per device."""
-    window = _ssim_window(first.device, first.dtype)
-    mean = lambda images: kornia.filters.filter2d_separable(images, window, window, padding="valid")  # noqa: E731
-    mean_first, mean_second = mean(first), mean(second)
-    variance_first = mean(first**2) - mean_first**2
-    variance_second = mean(second**2) - mean_second**2
-    covariance = mean(first * second) - mean_first * mean_second
-    c1, c2 = 0.01**2, 0.03**2
-    numerator = (2.0 * mean_first * mean_second + c1) * (2.0 * covariance + c2)
-    return numerator / ((mean_first**2 + mean_second**2 + c1) * (variance_first + variance_second + c2) + 1e-12)
-
-
 class SSIMLoss(nn.Module):
     """1 - SSIM (11x11 Gaussian window, valid region), averaged over the batch."""
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_pair(prediction, target)
-        return 1.0 - _ssim_map(prediction.float(), target.float()).mean()
+        return 1.0 - ssim_map(prediction.float(), target.float()).mean()
 
 
 class SobelEdgeLoss(nn.Module):

@@ -18,7 +18,7 @@ import torch
 
 from .checks import check_image_batch, check_same_shape
 
-__all__ = ["mse", "psnr", "ssim", "rgb_to_y", "noise_sigma", "device_constant", "spatial_gradient"]
+__all__ = ["mse", "psnr", "ssim", "ssim_map", "rgb_to_y", "noise_sigma", "device_constant", "spatial_gradient"]
 
 # BT.601 studio-swing luma weights for RGB in [0, 1], scaled to [0, 1] output. kornia's
 # rgb_to_ycbcr uses the full-range JPEG convention, which SR tables do not, hence these lines.
@@ -111,6 +111,26 @@ def psnr(
     return _reduce(10.0 * torch.log10(1.0 / per_image_mse), reduction)
 
 
+@device_constant
+def _ssim_window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Wang et al.'s SSIM window: an 11-tap Gaussian of sigma 1.5, (1, 11), as ``kornia.metrics.ssim`` makes it."""
+    return kornia.filters.get_gaussian_kernel1d(11, 1.5, device=device, dtype=dtype)
+
+
+def ssim_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The SSIM map of two (N, C, H, W) batches in [0, 1]: ``kornia.metrics.ssim(first, second, 11, max_val=1.0,
+    padding="valid")`` (the same operations, the same values), with the window made once per device."""
+    window = _ssim_window(first.device, first.dtype)
+    mean = lambda images: kornia.filters.filter2d_separable(images, window, window, padding="valid")  # noqa: E731
+    mean_first, mean_second = mean(first), mean(second)
+    variance_first = mean(first**2) - mean_first**2
+    variance_second = mean(second**2) - mean_second**2
+    covariance = mean(first * second) - mean_first * mean_second
+    c1, c2 = 0.01**2, 0.03**2
+    numerator = (2.0 * mean_first * mean_second + c1) * (2.0 * covariance + c2)
+    return numerator / ((mean_first**2 + mean_second**2 + c1) * (variance_first + variance_second + c2) + 1e-12)
+
+
 def ssim(
     prediction: torch.Tensor, target: torch.Tensor, y_channel: bool = False, crop_border: int = 0, reduction: str = "mean"
 ) -> torch.Tensor:
@@ -118,8 +138,7 @@ def ssim(
     prediction, target = _prepare(prediction, target, y_channel, crop_border)
     if min(target.shape[-2:]) < 11:
         raise ValueError(f"ssim: expected images of at least 11x11 after cropping, received {tuple(target.shape[-2:])}")
-    ssim_map = kornia.metrics.ssim(prediction, target, window_size=11, max_val=1.0, padding="valid")
-    return _reduce(ssim_map.flatten(1).mean(dim=1), reduction)
+    return _reduce(ssim_map(prediction, target).flatten(1).mean(dim=1), reduction)
 
 
 # Daubechies-2 decomposition high-pass filter (pywt.Wavelet("db2").dec_hi), for the finest diagonal detail band.
