@@ -10,9 +10,11 @@ what it says after fine-tuning. Stages can be frozen, the unsharp mask's amount 
 bounds, and every stage can be gradient-checkpointed to save memory (``needs_checkpointing`` says whether a
 run needs it, from a memory estimate: it costs a third more compute).
 
-Reproducible on a GPU: under ``torch.use_deterministic_algorithms`` (``--deterministic``) the gradient of
-EDSR's bicubic skip, whose CUDA kernel adds with atomics in no fixed order, is computed as two matrix products
-instead (``BicubicWithMatrixBackward``); its forward is unchanged.
+Reproducible on a GPU: under ``torch.use_deterministic_algorithms`` (``--deterministic``) EDSR computes the
+gradient of its bicubic skip, whose CUDA kernel adds with atomics in no fixed order, as two matrix products
+(``helpers.models.BicubicWithMatrixBackward``). A checkpointed stage's recomputation leaves out the networks'
+input range checks (the forward pass ran them, or left them out, on the same inputs; a check reads two numbers
+back from a GPU: a synchronisation per stage and step).
 
 Training is ``helpers.training.fit`` (AMP, plateau schedule, early stopping, exact resume, DDP): the cascade
 is one more model to it, with datasets from ``helpers.recipes.build_datasets("cascade", config)``. ``export_cascade`` writes the three weight files ``Restorer`` loads, each with a
@@ -30,11 +32,10 @@ import contextlib
 import copy
 import os
 from pathlib import Path
-from typing import Any, ContextManager, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils.checkpoint import checkpoint
 
 from .checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
@@ -56,7 +57,6 @@ __all__ = [
     "load_cascade",
     "export_cascade",
     "needs_checkpointing",
-    "BicubicWithMatrixBackward",
 ]
 
 UNSHARP_MODES = ("fixed", "learnable", "off")
@@ -100,44 +100,6 @@ class LearnableUnsharp(nn.Module):
 
 def _is_batch_norm(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
-
-
-def _bicubic_matrix(size: int, output_size: int, like: torch.Tensor) -> torch.Tensor:
-    """(output_size, size): bicubic resampling (align_corners=False) along one axis as a matrix, made by resampling
-    the identity; bicubic 2-D resampling is ``rows @ image @ columns.T``."""
-    identity = torch.eye(size, device=like.device, dtype=like.dtype).view(size, 1, 1, size)
-    return nn.functional.interpolate(identity, size=(1, output_size), mode="bicubic", align_corners=False).view(size, output_size).T
-
-
-class BicubicWithMatrixBackward(torch.autograd.Function):
-    """``interpolate(images, mode="bicubic")`` as it is, with its gradient as two matrix products.
-
-    The CUDA backward of bicubic resampling adds each output's gradient into its 16 input pixels with atomics,
-    in no fixed order: a run is not reproducible bit for bit. The adjoint of ``rows @ image @ columns.T`` is
-    ``rows.T @ gradient @ columns``, which cuBLAS computes in a fixed order.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
-        output = nn.functional.interpolate(images, **options)
-        ctx.sizes = (*images.shape[-2:], *output.shape[-2:])
-        return output
-
-    @staticmethod
-    def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
-        height, width, output_height, output_width = ctx.sizes
-        rows, columns = _bicubic_matrix(height, output_height, gradient), _bicubic_matrix(width, output_width, gradient)
-        return rows.T @ gradient @ columns, None
-
-
-class _ReproducibleBicubic(TorchFunctionMode):
-    """Inside, bicubic ``interpolate`` calls on tensors that need a gradient get ``BicubicWithMatrixBackward``'s."""
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        if func is nn.functional.interpolate and kwargs.get("mode") == "bicubic" and args and args[0].requires_grad:
-            return BicubicWithMatrixBackward.apply(args[0], kwargs)
-        return func(*args, **kwargs)
 
 
 class Cascade(nn.Module):
@@ -229,12 +191,10 @@ class Cascade(nn.Module):
         if stage in self.frozen and not images.requires_grad:
             with torch.no_grad():
                 return network(images)
-        reproducible = torch.are_deterministic_algorithms_enabled()
         if self.checkpointing:
             return checkpoint(network, images, use_reentrant=False,
-                              context_fn=lambda: (_reproducible(reproducible), _recomputation(reproducible)))
-        with _reproducible(reproducible):
-            return network(images)
+                              context_fn=lambda: (contextlib.nullcontext(), range_checked_upstream()))
+        return network(images)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs: dict[str, torch.Tensor] = {}
@@ -287,20 +247,6 @@ class CascadeLoss(nn.Module):
             values[stage] = term(predictions[stage], targets[target])
         self.last_terms = {name: value.detach() for name, value in values.items()}
         return values[PRIMARY] + sum(self.weights[stage] * values[stage] for stage in self.stages)
-
-
-def _reproducible(enabled: bool) -> ContextManager[Any]:
-    """``_ReproducibleBicubic`` when deterministic algorithms are asked for (``--deterministic``), else nothing."""
-    return _ReproducibleBicubic() if enabled else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _recomputation(reproducible: bool) -> Iterator[None]:
-    """What a checkpointed stage's recomputation in the backward pass runs under: what its forward pass ran under,
-    without the networks' input range checks (the forward pass checked, or left out, the same inputs; a check
-    reads two numbers back from a GPU: a synchronisation per stage and step)."""
-    with _reproducible(reproducible), range_checked_upstream():
-        yield
 
 
 def build_cascade_loss(config: Mapping[str, Any] | None = None) -> CascadeLoss:

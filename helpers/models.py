@@ -19,7 +19,8 @@ from torch import nn
 from .checks import RANGE_TOLERANCE, check_image_batch
 from .io import image_to_tensor, tensor_to_image
 
-__all__ = ["ImageNorm", "DnCNN", "UNet", "UNET_BLOCKS", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters", "unknown_arguments"]
+__all__ = ["ImageNorm", "DnCNN", "UNet", "UNET_BLOCKS", "EDSR", "UnsharpMask", "MODELS", "build_model", "count_parameters", "unknown_arguments",
+           "BicubicWithMatrixBackward"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -398,6 +399,34 @@ def _upsampler(channels: int, scale: int) -> nn.Sequential:
     raise ValueError(f"EDSR scale: expected 2, 3, 4 or 8, received {scale}")
 
 
+def _bicubic_matrix(size: int, output_size: int, like: torch.Tensor) -> torch.Tensor:
+    """(output_size, size): bicubic resampling (align_corners=False) along one axis as a matrix, made by resampling
+    the identity; bicubic 2-D resampling is ``rows @ image @ columns.T``."""
+    identity = torch.eye(size, device=like.device, dtype=like.dtype).view(size, 1, 1, size)
+    return nn.functional.interpolate(identity, size=(1, output_size), mode="bicubic", align_corners=False).view(size, output_size).T
+
+
+class BicubicWithMatrixBackward(torch.autograd.Function):
+    """``interpolate(images, mode="bicubic")`` as it is, with its gradient as two matrix products.
+
+    The CUDA backward of bicubic resampling adds each output's gradient into its 16 input pixels with atomics,
+    in no fixed order: a run is not reproducible bit for bit. The adjoint of ``rows @ image @ columns.T`` is
+    ``rows.T @ gradient @ columns``, which cuBLAS computes in a fixed order.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+        output = nn.functional.interpolate(images, **options)
+        ctx.sizes = (*images.shape[-2:], *output.shape[-2:])
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
+        height, width, output_height, output_width = ctx.sizes
+        rows, columns = _bicubic_matrix(height, output_height, gradient), _bicubic_matrix(width, output_width, gradient)
+        return rows.T @ gradient @ columns, None
+
+
 class EDSR(_Network):
     """EDSR (Lim et al., CVPRW 2017); the defaults are the paper's baseline (1,369,859 parameters at x2).
 
@@ -456,9 +485,12 @@ class EDSR(_Network):
         features = self.head(self._pad_input(normalized))
         output = self.tail(self.body(features).add_(features))
         if self.upsample_skip:
-            output = output + nn.functional.interpolate(
-                normalized, scale_factor=self.scale, mode="bicubic", align_corners=False
-            )
+            options = {"scale_factor": self.scale, "mode": "bicubic", "align_corners": False}
+            if normalized.requires_grad and torch.are_deterministic_algorithms_enabled():  # fine-tuned in the cascade
+                skip = BicubicWithMatrixBackward.apply(normalized, options)
+            else:
+                skip = nn.functional.interpolate(normalized, **options)
+            output = output + skip
         return self.norm.denormalize(output)
 
 

@@ -20,7 +20,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bench.gpu_check import SyncCounter
 from helpers.cascade import (
     AUX_TARGETS,
-    BicubicWithMatrixBackward,
     Cascade,
     LearnableUnsharp,
     build_cascade_loss,
@@ -33,7 +32,7 @@ from helpers.checkpoint import CheckpointError, export_weights, load_checkpoint
 from helpers.commands import main
 from helpers.data import build_dataset, pairs_for
 from helpers.degrade import add_gaussian_noise, downscale, motion_blur
-from helpers.models import EDSR, DnCNN, UNet, UnsharpMask
+from helpers.models import EDSR, BicubicWithMatrixBackward, DnCNN, UNet, UnsharpMask
 from helpers.pipeline import DEFAULT_WEIGHTS_DIR, Restorer
 from helpers.profiling import saved_activation_bytes
 from helpers.training import TIMING_KEYS, fit
